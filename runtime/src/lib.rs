@@ -1,0 +1,25 @@
+//! hull: a runc-compatible OCI runtime.
+//!
+//! The library holds every piece of the runtime; `main.rs` only parses the
+//! command line and dispatches to [`commands`].
+
+pub mod capabilities;
+pub mod cgroups;
+pub mod commands;
+pub mod console;
+pub mod container;
+pub mod error;
+pub mod hooks;
+pub mod id;
+pub mod logging;
+pub mod namespaces;
+pub mod process;
+pub mod rootfs;
+pub mod seccomp;
+pub mod signal;
+pub mod spec;
+pub mod state;
+pub mod sync;
+pub mod utils;
+
+pub use error::{Error, Result};
