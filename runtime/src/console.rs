@@ -1,1 +1,112 @@
+//! The container's terminal: a pty made inside the container, its master
+//! sent to the caller over `--console-socket` with SCM_RIGHTS, its slave
+//! made the init's stdio and controlling terminal.
 
+use std::io::IoSlice;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+
+use nix::fcntl::OFlag;
+use nix::pty::{grantpt, posix_openpt, ptsname_r, unlockpt};
+use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
+
+use crate::error::Context;
+use crate::{Error, Result};
+
+/// Connects to the caller's console socket; done by the runtime before the
+/// init is cloned, so that a wrong path fails before anything is created.
+pub fn connect(path: &Path) -> Result<OwnedFd> {
+    let stream = UnixStream::connect(path)
+        .map_err(|e| Error::io(format!("connect to console socket {}", path.display()), e))?;
+    Ok(OwnedFd::from(stream))
+}
+
+/// Makes the pty, sends its master over `socket`, and makes the slave the
+/// calling process's stdio and controlling terminal. Runs in the init after
+/// the switch to the container's root, so the pty comes from the
+/// container's devpts.
+pub fn setup(socket: OwnedFd, size: Option<(u16, u16)>) -> Result<()> {
+    let master = posix_openpt(OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC)
+        .context(|| "open /dev/ptmx".into())?;
+    grantpt(&master).context(|| "grantpt".into())?;
+    unlockpt(&master).context(|| "unlockpt".into())?;
+    let slave_path = ptsname_r(&master).context(|| "ptsname".into())?;
+    if let Some((height, width)) = size {
+        let winsize = libc::winsize {
+            ws_row: height,
+            ws_col: width,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        };
+        // SAFETY: TIOCSWINSZ reads a winsize struct from the pointer, which
+        // points to a live local.
+        let rc = unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCSWINSZ, &winsize) };
+        if rc != 0 {
+            return Err(Error::io(
+                "set the console size",
+                std::io::Error::last_os_error(),
+            ));
+        }
+    }
+
+    let slave = nix::fcntl::open(
+        slave_path.as_str(),
+        OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .context(|| format!("open {slave_path}"))?;
+    mount_console(&slave_path);
+
+    let fds = [master.as_raw_fd()];
+    let payload = [IoSlice::new(slave_path.as_bytes())];
+    sendmsg::<()>(
+        socket.as_raw_fd(),
+        &payload,
+        &[ControlMessage::ScmRights(&fds)],
+        MsgFlags::empty(),
+        None,
+    )
+    .context(|| "send the console master over the console socket".into())?;
+    drop(master);
+    drop(socket);
+
+    nix::unistd::setsid().context(|| "setsid".into())?;
+    // SAFETY: TIOCSCTTY takes an int argument; the fd is open.
+    if unsafe { libc::ioctl(slave.as_raw_fd(), libc::TIOCSCTTY, 0) } != 0 {
+        return Err(Error::io(
+            "make the console the controlling terminal",
+            std::io::Error::last_os_error(),
+        ));
+    }
+    for target in 0..3 {
+        // SAFETY: dup2 onto the standard descriptors, which the init owns.
+        if unsafe { libc::dup2(slave.as_raw_fd(), target) } < 0 {
+            return Err(Error::io(
+                format!("dup2 console onto fd {target}"),
+                std::io::Error::last_os_error(),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Bind-mounts the pty slave on `/dev/console`, as runc does, so programs
+/// that open the console reach the container's terminal. A `/dev` without
+/// room for it is left as it is.
+fn mount_console(slave_path: &str) {
+    use nix::mount::{mount, MsFlags};
+    let console = Path::new("/dev/console");
+    if !console.exists() && std::fs::File::create(console).is_err() {
+        return;
+    }
+    if let Err(e) = mount(
+        Some(slave_path),
+        console,
+        None::<&str>,
+        MsFlags::MS_BIND,
+        None::<&str>,
+    ) {
+        tracing::debug!("bind {slave_path} on /dev/console: {e}");
+    }
+}

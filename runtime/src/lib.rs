@@ -9,8 +9,10 @@ pub mod commands;
 pub mod console;
 pub mod container;
 pub mod error;
+pub mod features;
 pub mod hooks;
 pub mod id;
+pub mod lifecycle;
 pub mod logging;
 pub mod namespaces;
 pub mod process;
@@ -23,3 +25,6 @@ pub mod sync;
 pub mod utils;
 
 pub use error::{Error, Result};
+
+/// Version of the OCI runtime spec that hull implements.
+pub const OCI_VERSION: &str = "1.2.0";

@@ -1,1 +1,122 @@
-fn main() {}
+//! `hull`: parses the command line and dispatches to the library.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use hull_runtime::commands::{self, Global};
+use hull_runtime::logging::{self, ErrorEcho};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "hull",
+    about = "hull: a runc-compatible OCI runtime",
+    version = concat!(env!("CARGO_PKG_VERSION"), "\nspec: ", "1.2.0"),
+    disable_version_flag = true
+)]
+struct Cli {
+    #[command(flatten)]
+    global: Global,
+    /// Print the version
+    #[arg(short = 'v', long = "version", action = clap::ArgAction::Version)]
+    version: Option<bool>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Create a container
+    Create(commands::create::Args),
+    /// Execute the user-defined process in a created container
+    Start(commands::start::Args),
+    /// Create and run a container
+    Run(commands::run::Args),
+    /// Output the state of a container
+    State(commands::state::Args),
+    /// Send a signal to the container's init process (SIGTERM by default)
+    Kill(commands::kill::Args),
+    /// Delete any resources held by the container
+    Delete(commands::delete::Args),
+    /// List containers started by hull with the given root
+    #[command(alias = "ps-all")]
+    List(commands::list::Args),
+    /// Create a new specification file
+    Spec(commands::spec::Args),
+    /// Show the enabled features
+    Features(commands::features::Args),
+}
+
+/// Long flags that runc also accepts with a single dash (`-bundle`).
+const LONG_FLAGS: &[&str] = &[
+    "root",
+    "log",
+    "log-format",
+    "debug",
+    "systemd-cgroup",
+    "rootless",
+    "criu",
+    "bundle",
+    "console-socket",
+    "pid-file",
+    "no-pivot",
+    "no-new-keyring",
+    "preserve-fds",
+    "detach",
+    "keep",
+    "no-subreaper",
+    "all",
+    "force",
+    "format",
+    "quiet",
+    "help",
+    "version",
+];
+
+/// Rewrites `-flag` and `-flag=value` into `--flag`, as runc's parser
+/// takes both spellings.
+fn normalise(args: impl Iterator<Item = String>) -> Vec<String> {
+    args.map(|arg| {
+        let name = arg
+            .strip_prefix('-')
+            .filter(|rest| !rest.starts_with('-'))
+            .map(|rest| rest.split('=').next().unwrap_or(rest));
+        match name {
+            Some(name) if LONG_FLAGS.contains(&name) => format!("-{arg}"),
+            _ => arg,
+        }
+    })
+    .collect()
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse_from(normalise(std::env::args()));
+    let global = &cli.global;
+    let echo = match logging::init(global.log.as_deref(), global.log_format, global.debug) {
+        Ok(echo) => echo,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = match &cli.command {
+        Command::Create(args) => commands::create::run(global, args),
+        Command::Start(args) => commands::start::run(global, args),
+        Command::Run(args) => commands::run::run(global, args),
+        Command::State(args) => commands::state::run(global, args),
+        Command::Kill(args) => commands::kill::run(global, args),
+        Command::Delete(args) => commands::delete::run(global, args),
+        Command::List(args) => commands::list::run(global, args),
+        Command::Spec(args) => commands::spec::run(global, args),
+        Command::Features(args) => commands::features::run(global, args),
+    };
+    match result {
+        Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
+        Err(error) => {
+            tracing::error!("{error}");
+            if echo == ErrorEcho::Stderr {
+                eprintln!("{error}");
+            }
+            ExitCode::FAILURE
+        }
+    }
+}

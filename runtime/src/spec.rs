@@ -1,1 +1,193 @@
+//! Loading and checking a bundle's `config.json` before anything is created.
 
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use oci_spec::runtime::Spec;
+use serde_json::Value;
+
+use crate::{Error, Result};
+
+/// Name of the configuration file in a bundle.
+pub const CONFIG_FILE: &str = "config.json";
+
+/// Major and highest minor version of the runtime spec this runtime reads.
+const SUPPORTED_MAJOR: u64 = 1;
+const SUPPORTED_MAX_MINOR: u64 = 2;
+
+/// A bundle's configuration, checked, with the rootfs made absolute.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub spec: Spec,
+    /// Absolute path of the bundle directory.
+    pub bundle: PathBuf,
+    /// Absolute path of the rootfs directory.
+    pub rootfs: PathBuf,
+}
+
+/// Reads `config.json` from `bundle` and checks what the runtime needs
+/// before it creates anything.
+pub fn load(bundle: &Path) -> Result<Config> {
+    let bundle = fs::canonicalize(bundle)
+        .map_err(|e| Error::io(format!("bundle {}", bundle.display()), e))?;
+    let path = bundle.join(CONFIG_FILE);
+    let text = fs::read_to_string(&path).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::NotFound {
+            Error::Spec(format!(
+                "JSON specification file {} not found: run `hull spec` to write one",
+                path.display()
+            ))
+        } else {
+            Error::io(format!("read {}", path.display()), e)
+        }
+    })?;
+    let spec = parse(&text)
+        .map_err(|message| Error::Spec(format!("invalid {}: {message}", path.display())))?;
+    check(&spec)?;
+    let root = spec
+        .root()
+        .as_ref()
+        .ok_or_else(|| Error::Spec("root.path is missing from config.json".into()))?;
+    let rootfs = bundle.join(root.path());
+    let rootfs = match fs::metadata(&rootfs) {
+        Ok(meta) if meta.is_dir() => fs::canonicalize(&rootfs)
+            .map_err(|e| Error::io(format!("rootfs {}", rootfs.display()), e))?,
+        Ok(_) => {
+            return Err(Error::Spec(format!(
+                "rootfs {} is not a directory",
+                rootfs.display()
+            )))
+        }
+        Err(e) => return Err(Error::io(format!("rootfs {}", rootfs.display()), e)),
+    };
+    Ok(Config {
+        spec,
+        bundle,
+        rootfs,
+    })
+}
+
+/// Parses the text of a `config.json`. Capability names are checked first,
+/// because the typed parser reports an unknown one with its full list of
+/// variants rather than naming the field.
+pub fn parse(text: &str) -> std::result::Result<Spec, String> {
+    let value: Value = serde_json::from_str(text).map_err(|e| e.to_string())?;
+    check_capability_names(&value)?;
+    serde_json::from_value(value).map_err(|e| e.to_string())
+}
+
+fn check_capability_names(value: &Value) -> std::result::Result<(), String> {
+    let Some(sets) = value
+        .pointer("/process/capabilities")
+        .and_then(Value::as_object)
+    else {
+        return Ok(());
+    };
+    for (set, names) in sets {
+        for name in names.as_array().into_iter().flatten() {
+            let name = name.as_str().unwrap_or_default();
+            if name.parse::<caps::Capability>().is_err() {
+                return Err(format!(
+                    "process.capabilities.{set}: unknown capability \"{name}\" (names look like CAP_NET_ADMIN)"
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Checks the fields that the typed parser accepts but the runtime cannot run.
+pub fn check(spec: &Spec) -> Result<()> {
+    check_version(spec.version())?;
+    if let Some(process) = spec.process() {
+        if process.args().as_ref().is_none_or(|args| args.is_empty()) {
+            return Err(Error::Spec("process.args must not be empty".into()));
+        }
+        if !process.cwd().is_absolute() {
+            return Err(Error::Spec(format!(
+                "process.cwd {:?} must be an absolute path",
+                process.cwd()
+            )));
+        }
+    }
+    for hook in all_hooks(spec) {
+        if !hook.path().is_absolute() {
+            return Err(Error::Spec(format!(
+                "hook path {:?} must be an absolute path",
+                hook.path()
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Every hook of the spec, of all kinds.
+pub fn all_hooks(spec: &Spec) -> impl Iterator<Item = &oci_spec::runtime::Hook> {
+    let hooks = spec.hooks().as_ref();
+    [
+        hooks.and_then(|h| h.prestart().as_ref()),
+        hooks.and_then(|h| h.create_runtime().as_ref()),
+        hooks.and_then(|h| h.create_container().as_ref()),
+        hooks.and_then(|h| h.start_container().as_ref()),
+        hooks.and_then(|h| h.poststart().as_ref()),
+        hooks.and_then(|h| h.poststop().as_ref()),
+    ]
+    .into_iter()
+    .flatten()
+    .flatten()
+}
+
+fn check_version(version: &str) -> Result<()> {
+    let core = version.split(['-', '+']).next().unwrap_or_default();
+    let mut parts = core.split('.').map(str::parse::<u64>);
+    let (major, minor) = match (parts.next(), parts.next(), parts.next(), parts.next()) {
+        (Some(Ok(major)), Some(Ok(minor)), Some(Ok(_)), None) => (major, minor),
+        _ => {
+            return Err(Error::Spec(format!(
+                "invalid ociVersion \"{version}\": expected a version such as 1.0.2"
+            )))
+        }
+    };
+    if major != SUPPORTED_MAJOR || minor > SUPPORTED_MAX_MINOR {
+        return Err(Error::Spec(format!(
+            "unsupported ociVersion \"{version}\": hull runs 1.0.0 to 1.{SUPPORTED_MAX_MINOR}.x"
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn version_check_accepts_1x() {
+        for version in ["1.0.0", "1.0.2-dev", "1.1.0", "1.2.1", "1.2.0+dev"] {
+            assert!(check_version(version).is_ok(), "{version}");
+        }
+    }
+
+    #[test]
+    fn version_check_rejects_others() {
+        for version in [
+            "", "1", "1.0", "0.1.0", "2.0.0", "1.3.0", "a.b.c", "1.0.0.0",
+        ] {
+            let message = check_version(version).unwrap_err().to_string();
+            assert!(message.contains(&format!("\"{version}\"")), "{message}");
+        }
+    }
+
+    #[test]
+    fn unknown_capability_is_named() {
+        let text = r#"{"ociVersion":"1.0.2","process":{"cwd":"/","args":["sh"],
+            "capabilities":{"bounding":["CAP_CHOWN","CAP_FLY"]}}}"#;
+        let message = parse(text).unwrap_err();
+        assert!(message.contains("\"CAP_FLY\""), "{message}");
+        assert!(message.contains("bounding"), "{message}");
+    }
+
+    #[test]
+    fn malformed_json_is_reported() {
+        assert!(parse("{\"ociVersion\": ").is_err());
+    }
+}

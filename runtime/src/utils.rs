@@ -1,1 +1,80 @@
+//! Small helpers on files and processes shared by several modules.
 
+use std::fs::{self, File};
+use std::io::{self, Write};
+use std::path::Path;
+
+/// Writes `data` to `path` so that readers see the old or the new content,
+/// never a part: a temporary file in the same directory, fsync, rename.
+pub fn write_atomic(path: &Path, data: &[u8]) -> io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+    let result = (|| {
+        let mut file = File::create(&tmp)?;
+        file.write_all(data)?;
+        file.sync_all()?;
+        fs::rename(&tmp, path)
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// What `/proc/PID/stat` gives about a process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProcStat {
+    /// The state letter: R, S, D, Z, T, X ...
+    pub state: char,
+    /// Start time in clock ticks since boot.
+    pub start_time: u64,
+}
+
+/// Reads `/proc/PID/stat`. Returns `None` when there is no such process.
+pub fn proc_stat(pid: i32) -> Option<ProcStat> {
+    let text = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    parse_proc_stat(&text)
+}
+
+fn parse_proc_stat(text: &str) -> Option<ProcStat> {
+    // The command name is in parentheses and may contain spaces and ')',
+    // so the fields are counted from the last ')'.
+    let rest = &text[text.rfind(')')? + 1..];
+    let mut fields = rest.split_ascii_whitespace();
+    let state = fields.next()?.chars().next()?;
+    // Field 22 of stat is the start time; after the command (field 2) and
+    // the state (field 3), it is the 19th of the remaining fields.
+    let start_time = fields.nth(18)?.parse().ok()?;
+    Some(ProcStat { state, start_time })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn proc_stat_of_self() {
+        let stat = proc_stat(std::process::id() as i32).unwrap();
+        assert!(stat.start_time > 0);
+        assert_eq!(stat.state, 'R');
+    }
+
+    #[test]
+    fn proc_stat_with_parens_in_name() {
+        let text = "42 (a) b) S 1 42 42 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 777 1000 10";
+        let stat = parse_proc_stat(text).unwrap();
+        assert_eq!(stat.state, 'S');
+        assert_eq!(stat.start_time, 777);
+    }
+
+    #[test]
+    fn write_atomic_replaces_content() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.json");
+        write_atomic(&path, b"one").unwrap();
+        write_atomic(&path, b"two").unwrap();
+        assert_eq!(fs::read(&path).unwrap(), b"two");
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+}

@@ -14,7 +14,7 @@ pub enum CgroupError {
 }
 
 /// The cgroup of one container, in every hierarchy the host mounts.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Manager {
     /// Cgroup path as given in `linux.cgroupsPath`, or the default.
     pub path: String,

@@ -52,3 +52,6 @@ pub fn finalize(spec: &Spec, options: Options) -> Result<(), RootfsError> {
     let _ = (spec, options);
     todo!()
 }
+
+/// Mount options that the runtime understands (as `hull features` lists).
+pub const MOUNT_OPTIONS: &[&str] = &[];

@@ -27,3 +27,8 @@ impl Filter {
         todo!()
     }
 }
+
+/// Actions, operators and architectures the compiler accepts.
+pub const ACTIONS: &[&str] = &[];
+pub const OPERATORS: &[&str] = &[];
+pub const ARCHITECTURES: &[&str] = &[];

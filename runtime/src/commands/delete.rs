@@ -1,0 +1,26 @@
+//! `hull delete ID`: removes a stopped or created container; with
+//! `--force` also a running or paused one, after killing it.
+
+use super::Global;
+use crate::container::Container;
+use crate::{Error, Result};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Forcibly delete the container if it is still running (uses SIGKILL)
+    #[arg(short, long)]
+    pub force: bool,
+    /// Container id
+    pub id: String,
+}
+
+pub fn run(global: &Global, args: &Args) -> Result<i32> {
+    let container = match Container::load(&global.root, &args.id) {
+        Ok(container) => container,
+        // Deleting what is already gone succeeds with --force, as in runc.
+        Err(Error::NotExist(_)) if args.force => return Ok(0),
+        Err(e) => return Err(e),
+    };
+    crate::lifecycle::delete(&container, args.force)?;
+    Ok(0)
+}

@@ -1,0 +1,141 @@
+//! Starting, signalling and deleting containers that `create` made.
+
+use std::fs::{self, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+use crate::container::{Container, Operation, Status};
+use crate::hooks::{self, HookState};
+use crate::state::Lock;
+use crate::{Error, Result};
+
+/// How long `delete` waits for killed processes to die.
+const KILL_WAIT: Duration = Duration::from_secs(10);
+
+fn hook_state<'a>(container: &'a Container, status: &'a str, pid: Option<i32>) -> HookState<'a> {
+    HookState {
+        oci_version: &container.state.oci_version,
+        id: &container.state.id,
+        status,
+        pid,
+        bundle: &container.state.bundle,
+        annotations: container.state.annotations(),
+    }
+}
+
+/// Releases the init of a created container to exec its program, then
+/// runs the `poststart` hooks.
+pub fn start(container: &Container) -> Result<()> {
+    let _lock = Lock::acquire(&container.root, container.id())?;
+    container.status().check(Operation::Start, container.id())?;
+    let fifo_path = container.fifo_path();
+    // Non-blocking: with the init gone there is no reader and the open
+    // fails with ENXIO at once instead of hanging.
+    let mut fifo = match OpenOptions::new()
+        .write(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(&fifo_path)
+    {
+        Ok(fifo) => fifo,
+        Err(e) if e.raw_os_error() == Some(libc::ENXIO) => return Err(Error::NotRunning),
+        Err(e) => return Err(Error::io(format!("open {}", fifo_path.display()), e)),
+    };
+    fifo.write_all(&[0])
+        .map_err(|e| Error::io(format!("write {}", fifo_path.display()), e))?;
+    drop(fifo);
+    fs::remove_file(&fifo_path)
+        .map_err(|e| Error::io(format!("remove {}", fifo_path.display()), e))?;
+    let state = hook_state(container, "running", Some(container.state.init_pid));
+    hooks::run(hooks::Kind::Poststart, &container.state.config, &state)
+}
+
+/// Sends `signal` to the init, or with `all` to every process of the
+/// container's cgroup.
+pub fn signal(container: &Container, signal: Signal, all: bool) -> Result<()> {
+    let _lock = Lock::acquire(&container.root, container.id())?;
+    let status = container.status();
+    if all && status == Status::Stopped {
+        // Processes of a container without its own pid namespace may
+        // outlive the init.
+        return signal_cgroup(container, signal);
+    }
+    status.check(Operation::Kill, container.id())?;
+    if all {
+        return signal_cgroup(container, signal);
+    }
+    kill(Pid::from_raw(container.state.init_pid), signal).map_err(|e| {
+        Error::sys(
+            format!("send {signal} to pid {}", container.state.init_pid),
+            e,
+        )
+    })
+}
+
+fn signal_cgroup(container: &Container, signal: Signal) -> Result<()> {
+    let cgroup = &container.state.cgroup;
+    let frozen = cgroup.is_frozen().unwrap_or(false);
+    for pid in cgroup.pids()? {
+        // A process that exits meanwhile is no error.
+        let _ = kill(Pid::from_raw(pid), signal);
+    }
+    if frozen && signal == Signal::SIGKILL {
+        // A frozen process only dies once thawed.
+        cgroup.set_frozen(false)?;
+    }
+    Ok(())
+}
+
+/// Deletes the container: with `force`, kills it first when it runs.
+/// Removes the cgroup and the record and runs the `poststop` hooks.
+pub fn delete(container: &Container, force: bool) -> Result<()> {
+    let _lock = Lock::acquire(&container.root, container.id())?;
+    let status = container.status();
+    let operation = if force {
+        Operation::ForceDelete
+    } else {
+        Operation::Delete
+    };
+    status.check(operation, container.id())?;
+    if status != Status::Stopped || !container.state.own_pid_namespace {
+        if container.init_alive() {
+            let _ = kill(Pid::from_raw(container.state.init_pid), Signal::SIGKILL);
+        }
+        signal_cgroup(container, Signal::SIGKILL)?;
+        wait_until_dead(container)?;
+    }
+    destroy(container)
+}
+
+/// Waits until the init and every process of the cgroup are gone.
+fn wait_until_dead(container: &Container) -> Result<()> {
+    let deadline = Instant::now() + KILL_WAIT;
+    let mut pause = Duration::from_micros(200);
+    loop {
+        let pids = container.state.cgroup.pids().unwrap_or_default();
+        if !container.init_alive() && pids.is_empty() {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(Error::Message(format!(
+                "container {}: processes {pids:?} still run {}s after SIGKILL",
+                container.id(),
+                KILL_WAIT.as_secs()
+            )));
+        }
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(Duration::from_millis(20));
+    }
+}
+
+/// Removes what is left of a stopped container and runs `poststop` hooks.
+pub fn destroy(container: &Container) -> Result<()> {
+    container.state.cgroup.destroy()?;
+    let state = hook_state(container, "stopped", None);
+    hooks::run(hooks::Kind::Poststop, &container.state.config, &state)?;
+    let dir = container.dir();
+    fs::remove_dir_all(&dir).map_err(|e| Error::io(format!("remove {}", dir.display()), e))
+}

@@ -1,0 +1,234 @@
+//! The container's init: runs in the cloned child, sets up the container
+//! from inside, waits for `start`, and execs the container's program.
+
+use std::convert::Infallible;
+use std::io::Read;
+use std::os::fd::AsRawFd;
+
+use nix::sched::{unshare, CloneFlags};
+use nix::sys::signal::{SigSet, SigmaskHow};
+use oci_spec::runtime::LinuxNamespaceType;
+
+use super::{exec, InitArgs};
+use crate::error::Context;
+use crate::hooks::{self, HookState};
+use crate::rootfs;
+use crate::sync::Message;
+use crate::{Error, Result};
+
+/// Runs the init; never returns. A failure is sent to the runtime, which
+/// reports it and cleans up.
+pub(crate) fn run(args: InitArgs) -> ! {
+    let error = match setup(&args) {
+        Ok(never) => match never {},
+        Err(error) => error,
+    };
+    let _ = args.channel.send(&Message::Failed(error.to_string()));
+    // SAFETY: _exit ends the process without running the parent's atexit
+    // handlers or flushing its stdio buffers, which this copy shares.
+    unsafe { libc::_exit(1) }
+}
+
+fn setup(args: &InitArgs) -> Result<Infallible> {
+    let spec = &args.config.spec;
+    let process = spec.process().as_ref().expect("checked by create");
+    let namespaces = &args.namespaces;
+
+    args.channel.expect(&Message::Go)?;
+    namespaces.join_others()?;
+    if namespaces.new_cgroup {
+        unshare(CloneFlags::CLONE_NEWCGROUP).context(|| "unshare the cgroup namespace".into())?;
+    }
+    if namespaces.has(LinuxNamespaceType::Uts) {
+        set_names(spec)?;
+    }
+    if !args.no_new_keyring {
+        join_session_keyring(&args.id)?;
+    }
+
+    let options = rootfs::Options {
+        new_mount_namespace: namespaces.is_new(LinuxNamespaceType::Mount),
+        user_namespace: false,
+        no_pivot: args.no_pivot,
+    };
+    let prepared = rootfs::prepare(spec, &args.config.rootfs, options)?;
+
+    args.channel.send(&Message::RunHooks)?;
+    args.channel.expect(&Message::HooksDone)?;
+    let pid = std::process::id() as i32;
+    let annotations = spec
+        .annotations()
+        .clone()
+        .unwrap_or_default()
+        .into_iter()
+        .collect();
+    let hook_state = |status| HookState {
+        oci_version: spec.version(),
+        id: &args.id,
+        status,
+        pid: Some(pid),
+        bundle: &args.config.bundle,
+        annotations: std::collections::BTreeMap::clone(&annotations),
+    };
+    hooks::run(hooks::Kind::CreateContainer, spec, &hook_state("creating"))?;
+
+    prepared.enter()?;
+    rootfs::finalize(spec, options)?;
+    write_sysctls(spec)?;
+
+    if let Some(console) = &args.console {
+        let fd = console
+            .try_clone()
+            .context(|| "dup the console socket".into())?;
+        let size = process
+            .console_size()
+            .as_ref()
+            .map(|b| (b.height() as u16, b.width() as u16));
+        crate::console::setup(fd, size)?;
+    }
+    if let Some(score) = process.oom_score_adj() {
+        std::fs::write("/proc/self/oom_score_adj", score.to_string())
+            .context(|| format!("set oom_score_adj to {score}"))?;
+    }
+    exec::set_rlimits(process.rlimits().as_deref().unwrap_or_default())?;
+
+    let env = exec::environment(process);
+    let cwd = process.cwd();
+    let cwd_changed = enter_cwd(cwd, true)?;
+
+    let no_new_privileges = process.no_new_privileges().unwrap_or(false);
+    if let (Some(filter), false) = (&args.seccomp, no_new_privileges) {
+        // Without no_new_privs, installing a filter needs CAP_SYS_ADMIN,
+        // which the capability sets below may drop.
+        filter.install()?;
+    }
+    if let Some(sets) = &args.capabilities {
+        sets.apply_bounding()?;
+    }
+    exec::set_user(process)?;
+    if let Some(sets) = &args.capabilities {
+        sets.apply_process_sets()?;
+    }
+    if !cwd_changed {
+        enter_cwd(cwd, false)?;
+    }
+    if no_new_privileges {
+        nix::sys::prctl::set_no_new_privs().context(|| "set no_new_privs".into())?;
+    }
+
+    let program_args = process.args().clone().unwrap_or_default();
+    let program = exec::find_program(&program_args[0], &env)?;
+    close_inherited_fds(3 + args.preserve_fds)?;
+
+    args.channel.send(&Message::Ready)?;
+    wait_for_start(args)?;
+    hooks::run(hooks::Kind::StartContainer, spec, &hook_state("created"))?;
+    if let (Some(filter), true) = (&args.seccomp, no_new_privileges) {
+        filter.install()?;
+    }
+    // `run` blocks the signals it forwards; the program starts with none
+    // blocked.
+    nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)
+        .context(|| "clear the signal mask".into())?;
+    Err(exec::execve(&program, &program_args, &env))
+}
+
+fn set_names(spec: &oci_spec::runtime::Spec) -> Result<()> {
+    if let Some(hostname) = spec.hostname().as_deref().filter(|h| !h.is_empty()) {
+        nix::unistd::sethostname(hostname).context(|| format!("set hostname {hostname:?}"))?;
+    }
+    if let Some(domain) = spec.domainname().as_deref().filter(|d| !d.is_empty()) {
+        // SAFETY: setdomainname reads `len` bytes from the pointer, which
+        // points into a live string of that length.
+        let rc = unsafe { libc::setdomainname(domain.as_ptr().cast(), domain.len()) };
+        if rc != 0 {
+            return Err(Error::io(
+                format!("set domainname {domain:?}"),
+                std::io::Error::last_os_error(),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Gives the container a session keyring of its own, so it cannot see the
+/// keys of the caller's session.
+fn join_session_keyring(id: &str) -> Result<()> {
+    const KEYCTL_JOIN_SESSION_KEYRING: libc::c_long = 1;
+    let name = std::ffi::CString::new(format!("_ses.{id}")).expect("ids have no NUL byte");
+    // SAFETY: keyctl(JOIN_SESSION_KEYRING) reads a NUL-terminated name.
+    let rc = unsafe { libc::syscall(libc::SYS_keyctl, KEYCTL_JOIN_SESSION_KEYRING, name.as_ptr()) };
+    if rc < 0 {
+        let error = std::io::Error::last_os_error();
+        // Kernels without keyrings have nothing to hide.
+        if error.raw_os_error() != Some(libc::ENOSYS) {
+            return Err(Error::io("join a new session keyring", error));
+        }
+    }
+    Ok(())
+}
+
+fn write_sysctls(spec: &oci_spec::runtime::Spec) -> Result<()> {
+    let sysctls = spec.linux().as_ref().and_then(|l| l.sysctl().clone());
+    for (key, value) in sysctls.unwrap_or_default() {
+        let path = format!("/proc/sys/{}", key.replace('.', "/"));
+        std::fs::write(&path, &value).context(|| format!("set sysctl {key} to {value:?}"))?;
+    }
+    Ok(())
+}
+
+/// Enters the working directory, creating it when missing. On the first
+/// try (as root) a permission error is left for the retry as the
+/// container's user; returns whether the directory was entered.
+fn enter_cwd(cwd: &std::path::Path, first_try: bool) -> Result<bool> {
+    if first_try && !cwd.exists() {
+        std::fs::create_dir_all(cwd).context(|| format!("create process.cwd {}", cwd.display()))?;
+    }
+    match nix::unistd::chdir(cwd) {
+        Ok(()) => Ok(true),
+        Err(nix::Error::EACCES | nix::Error::EPERM) if first_try => Ok(false),
+        Err(e) => Err(Error::sys(
+            format!("chdir to process.cwd {} set in config.json", cwd.display()),
+            e,
+        )),
+    }
+}
+
+/// Marks every descriptor from `first` on close-on-exec, so that nothing
+/// of the runtime or its caller leaks into the container.
+fn close_inherited_fds(first: u32) -> Result<()> {
+    const CLOSE_RANGE_CLOEXEC: libc::c_uint = 1 << 2;
+    // SAFETY: close_range with CLOSE_RANGE_CLOEXEC only sets a flag on the
+    // descriptors in the range; it closes nothing.
+    let rc = unsafe { libc::syscall(libc::SYS_close_range, first, u32::MAX, CLOSE_RANGE_CLOEXEC) };
+    if rc != 0 {
+        return Err(Error::io(
+            "mark inherited fds close-on-exec",
+            std::io::Error::last_os_error(),
+        ));
+    }
+    Ok(())
+}
+
+/// Blocks until `start` writes to the exec FIFO.
+fn wait_for_start(args: &InitArgs) -> Result<()> {
+    let mut fifo = std::fs::File::from(
+        args.fifo
+            .try_clone()
+            .context(|| "dup the exec fifo".into())?,
+    );
+    let mut byte = [0u8; 1];
+    loop {
+        match fifo.read(&mut byte) {
+            Ok(1) => return Ok(()),
+            Ok(_) => continue,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                return Err(Error::io(
+                    format!("read exec fifo (fd {})", args.fifo.as_raw_fd()),
+                    e,
+                ))
+            }
+        }
+    }
+}

@@ -1,0 +1,239 @@
+//! Creating a container: the runtime's side of `create`, which clones the
+//! init into its namespaces and cgroup and waits until it is ready to exec.
+
+pub mod exec;
+
+mod clone;
+mod init;
+
+use std::fs::{self, File, OpenOptions};
+use std::os::fd::OwnedFd;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::PathBuf;
+
+use nix::sys::signal::{kill, Signal};
+use nix::sys::wait::waitpid;
+use nix::unistd::Pid;
+
+use crate::capabilities;
+use crate::cgroups::Manager;
+use crate::container::Container;
+use crate::error::Context;
+use crate::hooks::{self, HookState};
+use crate::namespaces::Namespaces;
+use crate::seccomp;
+use crate::spec::{self, Config};
+use crate::state::{self, Lock, State};
+use crate::sync::{self, Message};
+use crate::{utils, Error, Result};
+
+/// What `create` and `run` are given besides the bundle.
+#[derive(Debug, Clone, Default)]
+pub struct CreateOptions {
+    pub id: String,
+    pub bundle: PathBuf,
+    /// The runtime's state directory (`--root`).
+    pub root: PathBuf,
+    pub pid_file: Option<PathBuf>,
+    pub console_socket: Option<PathBuf>,
+    pub no_pivot: bool,
+    pub no_new_keyring: bool,
+    /// Descriptors 3 to 3+N-1 stay open in the container.
+    pub preserve_fds: u32,
+}
+
+/// Everything the init needs, prepared by the runtime before the clone so
+/// that bad input fails before anything is created.
+pub(crate) struct InitArgs {
+    pub id: String,
+    pub config: Config,
+    pub namespaces: Namespaces,
+    pub seccomp: Option<seccomp::Filter>,
+    pub capabilities: Option<capabilities::Sets>,
+    pub channel: sync::Channel,
+    /// The exec FIFO, opened for reading and writing so the open never
+    /// blocks; the init reads one byte from it to start.
+    pub fifo: OwnedFd,
+    pub console: Option<OwnedFd>,
+    pub no_pivot: bool,
+    pub no_new_keyring: bool,
+    pub preserve_fds: u32,
+}
+
+/// Undoes a half-done create when dropped without `disarm`.
+struct Cleanup {
+    dir: PathBuf,
+    cgroup: Option<Manager>,
+    child: Option<Pid>,
+    armed: bool,
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        if let Some(pid) = self.child {
+            let _ = kill(pid, Signal::SIGKILL);
+            let _ = waitpid(pid, None);
+        }
+        if let Some(cgroup) = &self.cgroup {
+            if let Err(e) = cgroup.destroy() {
+                tracing::warn!("remove cgroup of failed create: {e}");
+            }
+        }
+        if let Err(e) = fs::remove_dir_all(&self.dir) {
+            tracing::warn!("remove {}: {e}", self.dir.display());
+        }
+    }
+}
+
+/// Creates the container: on success its init waits for `start`, and the
+/// returned container is recorded under `--root`. `foreground` keeps the
+/// init a child of the caller (for `run`).
+pub fn create(options: &CreateOptions) -> Result<Container> {
+    crate::id::validate(&options.id)?;
+    let config = spec::load(&options.bundle)?;
+    let spec = &config.spec;
+    let process = spec
+        .process()
+        .as_ref()
+        .ok_or_else(|| Error::Spec("process is missing from config.json".into()))?;
+
+    // Everything that can be checked is checked before anything is made.
+    let namespaces = Namespaces::from_spec(spec)?;
+    let linux = spec.linux().clone().unwrap_or_default();
+    let seccomp = linux.seccomp().as_ref().map(seccomp::compile).transpose()?;
+    let capabilities = process
+        .capabilities()
+        .as_ref()
+        .map(capabilities::Sets::from_spec)
+        .transpose()?;
+    exec::check_rlimits(process.rlimits().as_deref().unwrap_or_default())?;
+    for hook in spec::all_hooks(spec) {
+        if !hook.path().is_file() {
+            return Err(Error::Spec(format!(
+                "hook {}: no such file",
+                hook.path().display()
+            )));
+        }
+    }
+    let console = match (&options.console_socket, process.terminal().unwrap_or(false)) {
+        (Some(path), true) => Some(crate::console::connect(path)?),
+        (None, true) => {
+            return Err(Error::Spec(
+                "process.terminal is true but no --console-socket was given".into(),
+            ))
+        }
+        (Some(_), false) => {
+            return Err(Error::Spec(
+                "--console-socket was given but process.terminal is false".into(),
+            ))
+        }
+        (None, false) => None,
+    };
+    let cgroup = Manager::new(
+        linux.cgroups_path().as_deref().and_then(|p| p.to_str()),
+        &options.id,
+    )?;
+
+    fs::create_dir_all(&options.root)
+        .context(|| format!("create state root {}", options.root.display()))?;
+    let dir = state::dir(&options.root, &options.id);
+    match fs::DirBuilder::new().mode(0o711).create(&dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            return Err(Error::Exists(options.id.clone()))
+        }
+        Err(e) => return Err(Error::io(format!("create {}", dir.display()), e)),
+    }
+    let mut cleanup = Cleanup {
+        dir: dir.clone(),
+        cgroup: None,
+        child: None,
+        armed: true,
+    };
+    let _lock = Lock::acquire(&options.root, &options.id)?;
+
+    let fifo_path = dir.join(state::EXEC_FIFO);
+    nix::unistd::mkfifo(&fifo_path, nix::sys::stat::Mode::from_bits_truncate(0o600))
+        .context(|| format!("mkfifo {}", fifo_path.display()))?;
+    let fifo: File = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_CLOEXEC)
+        .open(&fifo_path)
+        .context(|| format!("open {}", fifo_path.display()))?;
+
+    cgroup.create(linux.resources().as_ref())?;
+    cleanup.cgroup = Some(cgroup.clone());
+
+    let (parent_channel, child_channel) = sync::pair()?;
+    let own_pid_namespace = namespaces.is_new(oci_spec::runtime::LinuxNamespaceType::Pid);
+    namespaces.join_pid()?;
+    let init_args = InitArgs {
+        id: options.id.clone(),
+        config: config.clone(),
+        namespaces,
+        seccomp,
+        capabilities,
+        channel: child_channel,
+        fifo: OwnedFd::from(fifo),
+        console,
+        no_pivot: options.no_pivot,
+        no_new_keyring: options.no_new_keyring,
+        preserve_fds: options.preserve_fds,
+    };
+    let child = match clone::fork_into(init_args.namespaces.clone_flags) {
+        Ok(Some(pid)) => pid,
+        Ok(None) => init::run(init_args),
+        Err(e) => return Err(Error::sys("clone the container's init", e)),
+    };
+    cleanup.child = Some(child);
+    // The parent's copies would keep the FIFO readable after the init died.
+    drop(init_args);
+
+    cgroup.add_process(child.as_raw())?;
+    parent_channel.send(&Message::Go)?;
+    let start_time = utils::proc_stat(child.as_raw())
+        .map(|stat| stat.start_time)
+        .ok_or_else(|| Error::Message("the container's init exited during create".into()))?;
+
+    let state = State {
+        oci_version: spec.version().clone(),
+        id: options.id.clone(),
+        init_pid: child.as_raw(),
+        init_start_time: start_time,
+        bundle: config.bundle.clone(),
+        rootfs: config.rootfs.clone(),
+        created: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
+        cgroup,
+        own_pid_namespace,
+        config: spec.clone(),
+    };
+
+    parent_channel.expect(&Message::RunHooks)?;
+    let hook_state = HookState {
+        oci_version: &state.oci_version,
+        id: &state.id,
+        status: "creating",
+        pid: Some(state.init_pid),
+        bundle: &state.bundle,
+        annotations: state.annotations(),
+    };
+    hooks::run(hooks::Kind::Prestart, spec, &hook_state)?;
+    hooks::run(hooks::Kind::CreateRuntime, spec, &hook_state)?;
+    parent_channel.send(&Message::HooksDone)?;
+    parent_channel.expect(&Message::Ready)?;
+
+    state::save(&options.root, &state)?;
+    if let Some(pid_file) = &options.pid_file {
+        crate::utils::write_atomic(pid_file, state.init_pid.to_string().as_bytes())
+            .context(|| format!("write pid file {}", pid_file.display()))?;
+    }
+    cleanup.armed = false;
+    Ok(Container {
+        root: options.root.clone(),
+        state,
+    })
+}
