@@ -139,3 +139,17 @@ pub fn destroy(container: &Container) -> Result<()> {
     let dir = container.dir();
     fs::remove_dir_all(&dir).map_err(|e| Error::io(format!("remove {}", dir.display()), e))
 }
+
+/// Removes the directory of `id` when it has no record and no command holds
+/// its lock: what a create killed midway leaves behind.
+pub fn remove_leftover(root: &std::path::Path, id: &str) -> Result<()> {
+    crate::id::validate(id)?;
+    let dir = crate::state::dir(root, id);
+    let Some(_lock) = Lock::try_acquire(root, id)? else {
+        return Ok(());
+    };
+    if dir.join(crate::state::STATE_FILE).exists() {
+        return Ok(());
+    }
+    fs::remove_dir_all(&dir).map_err(|e| Error::io(format!("remove {}", dir.display()), e))
+}

@@ -106,6 +106,19 @@ pub struct Lock {
 impl Lock {
     /// Waits for the lock on the directory of `id`.
     pub fn acquire(root: &Path, id: &str) -> Result<Lock> {
+        Self::lock(root, id, FlockArg::LockExclusive).map(|lock| lock.expect("blocking lock"))
+    }
+
+    /// Takes the lock on the directory of `id` if it is free. Returns `None`
+    /// when another command holds it or the directory is gone.
+    pub fn try_acquire(root: &Path, id: &str) -> Result<Option<Lock>> {
+        match Self::lock(root, id, FlockArg::LockExclusiveNonblock) {
+            Err(Error::NotExist(_)) => Ok(None),
+            other => other,
+        }
+    }
+
+    fn lock(root: &Path, id: &str, mode: FlockArg) -> Result<Option<Lock>> {
         let path = dir(root, id);
         let file = match File::open(&path) {
             Ok(file) => file,
@@ -115,8 +128,10 @@ impl Lock {
             Err(e) => return Err(Error::io(format!("open {}", path.display()), e)),
         };
         let fd = file.as_raw_fd();
-        let flock = Flock::lock(file, FlockArg::LockExclusive)
-            .map_err(|(_, e)| Error::sys(format!("lock {} (fd {fd})", path.display()), e))?;
-        Ok(Lock { _flock: flock })
+        match Flock::lock(file, mode) {
+            Ok(flock) => Ok(Some(Lock { _flock: flock })),
+            Err((_, nix::Error::EWOULDBLOCK)) => Ok(None),
+            Err((_, e)) => Err(Error::sys(format!("lock {} (fd {fd})", path.display()), e)),
+        }
     }
 }

@@ -17,8 +17,16 @@ pub struct Args {
 pub fn run(global: &Global, args: &Args) -> Result<i32> {
     let container = match Container::load(&global.root, &args.id) {
         Ok(container) => container,
-        // Deleting what is already gone succeeds with --force, as in runc.
-        Err(Error::NotExist(_)) if args.force => return Ok(0),
+        Err(Error::NotExist(id)) => {
+            // A create killed midway leaves a directory without a record.
+            crate::lifecycle::remove_leftover(&global.root, &id)?;
+            // Deleting what is already gone succeeds with --force, as in runc.
+            return if args.force {
+                Ok(0)
+            } else {
+                Err(Error::NotExist(id))
+            };
+        }
         Err(e) => return Err(e),
     };
     crate::lifecycle::delete(&container, args.force)?;

@@ -16,26 +16,25 @@ use std::path::PathBuf;
 #[derive(Debug, Clone, clap::Args)]
 pub struct Global {
     /// Directory for the containers' state (tmpfs is best)
-    #[arg(long, global = true, default_value = "/run/hull")]
+    #[arg(long, default_value = "/run/hull")]
     pub root: PathBuf,
     /// Write the log to this file instead of stderr
-    #[arg(long, global = true)]
+    #[arg(long)]
     pub log: Option<PathBuf>,
     /// Format of the log: text or json
-    #[arg(long, global = true, value_enum, default_value = "text")]
+    #[arg(long, value_enum, default_value = "text")]
     pub log_format: crate::logging::Format,
     /// Log at debug level
-    #[arg(long, global = true)]
+    #[arg(long)]
     pub debug: bool,
-    /// Manage cgroups through systemd (not supported: containers get
-    /// cgroupfs paths)
-    #[arg(long, global = true)]
+    /// Manage cgroups through systemd (not supported: create fails with it)
+    #[arg(long)]
     pub systemd_cgroup: bool,
     /// Accepted for runc compatibility: hull detects rootless mode itself
-    #[arg(long, global = true, num_args = 0..=1, default_missing_value = "true")]
+    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
     pub rootless: Option<String>,
     /// Accepted for runc compatibility: path of the criu binary
-    #[arg(long, global = true)]
+    #[arg(long)]
     pub criu: Option<PathBuf>,
 }
 
@@ -73,6 +72,7 @@ impl CreateFlags {
             no_pivot: self.no_pivot,
             no_new_keyring: self.no_new_keyring,
             preserve_fds: self.preserve_fds,
+            systemd_cgroup: global.systemd_cgroup,
         }
     }
 }

@@ -12,7 +12,10 @@ pub struct Args {
 
 pub fn run(global: &Global, args: &Args) -> Result<i32> {
     let container = Container::load(&global.root, &args.id)?;
-    let text = serde_json::to_string_pretty(&container.oci_state())
+    let mut state = container.oci_state();
+    // runc fills the owner in `list` only.
+    state.owner.clear();
+    let text = serde_json::to_string_pretty(&state)
         .map_err(|e| Error::Message(format!("encode state of {}: {e}", args.id)))?;
     println!("{text}");
     Ok(0)

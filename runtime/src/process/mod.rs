@@ -40,6 +40,8 @@ pub struct CreateOptions {
     pub no_new_keyring: bool,
     /// Descriptors 3 to 3+N-1 stay open in the container.
     pub preserve_fds: u32,
+    /// `--systemd-cgroup`: manage the cgroup through systemd.
+    pub systemd_cgroup: bool,
 }
 
 /// Everything the init needs, prepared by the runtime before the clone so
@@ -93,6 +95,13 @@ impl Drop for Cleanup {
 /// init a child of the caller (for `run`).
 pub fn create(options: &CreateOptions) -> Result<Container> {
     crate::id::validate(&options.id)?;
+    if options.systemd_cgroup {
+        // TODO: the systemd driver creates the cgroup as a transient unit
+        // over D-Bus; until it exists, cgroupfs paths are the only kind.
+        return Err(Error::Spec(
+            "--systemd-cgroup: the systemd cgroup driver is not supported; drop the flag to use cgroupfs".into(),
+        ));
+    }
     let config = spec::load(&options.bundle)?;
     let spec = &config.spec;
     let process = spec
