@@ -34,6 +34,11 @@ fn setup(args: &InitArgs) -> Result<Infallible> {
     let process = spec.process().as_ref().expect("checked by create");
     let namespaces = &args.namespaces;
 
+    // Until it execs, the init runs the host's hull binary. Not dumpable,
+    // its /proc/PID/exe cannot be opened by processes in the container,
+    // so they cannot write to that binary through it (CVE-2019-5736).
+    // execve makes the container's program dumpable again.
+    nix::sys::prctl::set_dumpable(false).context(|| "make the init non-dumpable".into())?;
     args.channel.expect(&Message::Go)?;
     namespaces.join_others()?;
     if namespaces.new_cgroup {
