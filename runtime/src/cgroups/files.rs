@@ -101,9 +101,9 @@ fn child_dirs(dir: &Path) -> Result<Vec<PathBuf>, CgroupError> {
     Ok(children)
 }
 
-/// Number of rmdir attempts per cgroup directory. With the delays starting at
-/// 10 ms and doubling, the attempts span about 150 ms, as runc 1.1 waits for
-/// exiting processes to leave a cgroup.
+/// Number of rmdir attempts per cgroup directory. With delays starting at
+/// 10 ms and doubling, the attempts span about 150 ms: the schedule of
+/// `cgroups_rs`'s `Controller::delete`, which follows runc.
 const REMOVE_ATTEMPTS: u32 = 5;
 
 /// Removes cgroup directory `dir` and every cgroup below it, deepest first.

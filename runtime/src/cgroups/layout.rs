@@ -1,5 +1,5 @@
-//! Where the cgroup hierarchies are mounted and where a container's cgroup
-//! lies in each of them.
+//! Mount points of the cgroup hierarchies, and the directory of a
+//! container's cgroup in each of them.
 //!
 //! The mountinfo parser is local because `cgroups_rs::fs::hierarchies`
 //! keeps only `cgroup` (v1) mounts and fixes the cgroup2 root at

@@ -54,7 +54,11 @@ pub fn apply(cgroup: &CgroupDir, memory: &LinuxMemory) -> Result<(), CgroupError
     let (limit, swap) = limits(memory).map_err(|reason| CgroupError::InvalidValue {
         path: dir.join(LIMIT_FILE),
         resource: "memory limit",
-        value: format!("{:?}/{:?}", memory.limit(), memory.swap()),
+        value: format!(
+            "limit {}, swap {}",
+            memory.limit().unwrap_or(0),
+            memory.swap().unwrap_or(0)
+        ),
         reason,
     })?;
 
@@ -120,7 +124,7 @@ pub fn apply(cgroup: &CgroupDir, memory: &LinuxMemory) -> Result<(), CgroupError
 }
 
 /// Replaces the kernel's EBUSY (limit below current usage) and EINVAL
-/// (limit above memory+swap) with errors that say so.
+/// (limit above memory+swap) with errors that state the cause.
 fn explain_limit_error(dir: &std::path::Path, value: i64, err: CgroupError) -> CgroupError {
     let reason = match write_errno(&err) {
         Some(libc::EBUSY) => {

@@ -2,8 +2,8 @@
 //! freezing and removal, on cgroup v1, v2 and hybrid hosts.
 //!
 //! On a hybrid host the v1 hierarchies carry every limit and the container
-//! also gets a cgroup in the cgroup2 hierarchy, which holds its processes
-//! only, as runc 1.1 does.
+//! also gets a cgroup in the cgroup2 hierarchy, which contains its
+//! processes and sets no limits, as runc 1.1 does.
 
 mod devices;
 mod files;
@@ -12,6 +12,8 @@ mod memory_v1;
 mod v1;
 mod v2;
 
+#[cfg(test)]
+mod root_tests;
 #[cfg(test)]
 mod tests;
 
@@ -264,7 +266,7 @@ impl Manager {
         !dirs.is_empty() && dirs.iter().all(|d| d.is_dir())
     }
 
-    /// Distinct cgroup directories, since co-mounted v1 controllers such as
+    /// Returns the distinct cgroup directories, since co-mounted v1 controllers such as
     /// `cpu,cpuacct` share one.
     fn all_dirs(&self) -> Vec<&Path> {
         let mut dirs: Vec<&Path> = self.v1.values().map(|d| d.dir.as_path()).collect();
@@ -276,7 +278,7 @@ impl Manager {
         dirs
     }
 
-    /// The directory whose `cgroup.procs` lists the container's processes.
+    /// Returns the directory whose `cgroup.procs` lists the container's processes.
     fn membership_dir(&self) -> Option<&Path> {
         if self.mode == CgroupMode::Unified {
             return self.unified.as_ref().map(|u| u.dir.as_path());

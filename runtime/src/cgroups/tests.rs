@@ -245,7 +245,8 @@ fn v1_memory_limits_checked() {
     );
     assert_eq!(memory_v1::limits(&memory(100, None)), Ok((Some(100), None)));
     let err = memory_v1::limits(&memory(200, Some(100))).unwrap_err();
-    assert!(err.contains("100") && err.contains("200"), "{err}");
+    assert!(err.contains("100"), "{err}");
+    assert!(err.contains("200"), "{err}");
     assert!(memory_v1::limits(&memory(-7, None)).is_err());
 }
 

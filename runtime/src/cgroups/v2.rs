@@ -45,7 +45,7 @@ pub fn blkio_weight_to_io_weight(weight: u64) -> u64 {
 
 /// Converts the OCI memory+swap limit `swap` to the v2 `memory.swap.max`
 /// value, which counts swap alone: `swap - memory`. Returns -1 for "max"
-/// and 0 for "unset"; a memory limit of -1 without a swap value lifts the
+/// and 0 for "unset". A memory limit of -1 without a swap value lifts the
 /// swap limit too, as on v1.
 pub fn swap_to_v2(swap: i64, memory: i64) -> Result<i64, String> {
     if memory == -1 && swap == 0 {
@@ -124,7 +124,7 @@ pub fn create(cgroup: &CgroupDir, enable_controllers: bool) -> Result<(), Cgroup
 
 /// Enables the controllers of `dir` for its children. Controllers that the
 /// kernel refuses one by one, such as when `dir` has processes of its own,
-/// are skipped: the limits that need them fail later with a clear error.
+/// are skipped, so the limits that need them fail later with a clear error.
 fn enable_subtree_controllers(dir: &Path) -> Result<(), CgroupError> {
     let available = read_file(dir, "cgroup.controllers")?;
     let controllers: Vec<&str> = available.split_whitespace().collect();
@@ -289,7 +289,11 @@ fn apply_cpu(dir: &Path, cpu: &LinuxCpu) -> Result<(), CgroupError> {
         return Err(CgroupError::InvalidValue {
             path: dir.to_path_buf(),
             resource: "cpu realtime runtime/period",
-            value: format!("{:?}/{:?}", cpu.realtime_runtime(), cpu.realtime_period()),
+            value: format!(
+                "runtime {}, period {}",
+                cpu.realtime_runtime().unwrap_or(0),
+                cpu.realtime_period().unwrap_or(0)
+            ),
             reason: "cgroup v2 has no real-time CPU limits".to_string(),
         });
     }
