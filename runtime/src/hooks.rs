@@ -197,3 +197,98 @@ fn wait_with_timeout(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec_with(kind: &str, hooks: serde_json::Value) -> Spec {
+        let text = serde_json::json!({
+            "ociVersion": "1.0.2",
+            "hooks": { kind: hooks }
+        });
+        serde_json::from_value(text).unwrap()
+    }
+
+    fn state(bundle: &std::path::Path) -> HookState<'_> {
+        HookState {
+            oci_version: "1.0.2",
+            id: "hooked",
+            status: "creating",
+            pid: Some(42),
+            bundle,
+            annotations: Default::default(),
+        }
+    }
+
+    #[test]
+    fn hook_reads_state_on_stdin() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("state");
+        let spec = spec_with(
+            "createRuntime",
+            serde_json::json!([{"path": "/bin/sh", "args": ["sh", "-c", format!("cat > {}", out.display())]}]),
+        );
+        run(Kind::CreateRuntime, &spec, &state(dir.path())).unwrap();
+        let written: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
+        assert_eq!(written["id"], "hooked");
+        assert_eq!(written["pid"], 42);
+        assert_eq!(written["status"], "creating");
+    }
+
+    #[test]
+    fn failing_hook_error_quotes_output() {
+        let spec = spec_with(
+            "prestart",
+            serde_json::json!([{"path": "/bin/sh", "args": ["sh", "-c", "echo broken >&2; exit 7"]}]),
+        );
+        let message = run(Kind::Prestart, &spec, &state(std::path::Path::new("/")))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            message.starts_with("prestart hook: /bin/sh: exit status 7"),
+            "{message}"
+        );
+        assert!(message.contains("broken"), "{message}");
+    }
+
+    #[test]
+    fn hook_past_timeout_is_killed() {
+        let spec = spec_with(
+            "createContainer",
+            serde_json::json!([{"path": "/bin/sh", "args": ["sh", "-c", "sleep 30"], "timeout": 1}]),
+        );
+        let started = Instant::now();
+        let message = run(
+            Kind::CreateContainer,
+            &spec,
+            &state(std::path::Path::new("/")),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(message.contains("timed out after 1s"), "{message}");
+        assert!(started.elapsed() < Duration::from_secs(10));
+    }
+
+    #[test]
+    fn poststop_failure_is_a_warning() {
+        let spec = spec_with("poststop", serde_json::json!([{"path": "/bin/false"}]));
+        assert!(run(Kind::Poststop, &spec, &state(std::path::Path::new("/"))).is_ok());
+    }
+
+    #[test]
+    fn hook_gets_only_its_env() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("env");
+        let spec = spec_with(
+            "poststart",
+            serde_json::json!([{"path": "/bin/sh", "args": ["sh", "-c", format!("env > {}", out.display())],
+                "env": ["HOOK_VAR=1"]}]),
+        );
+        run(Kind::Poststart, &spec, &state(dir.path())).unwrap();
+        let env = std::fs::read_to_string(&out).unwrap();
+        assert!(env.contains("HOOK_VAR=1"), "{env}");
+        assert!(!env.contains("CARGO"), "{env}");
+    }
+}
