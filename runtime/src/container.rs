@@ -36,7 +36,8 @@ impl Status {
             return Ok(());
         }
         Err(match operation {
-            Operation::Kill => Error::NotRunning,
+            Operation::Kill | Operation::Pause => Error::NotRunning,
+            Operation::Resume => Error::Message("container not paused".into()),
             Operation::Delete => Error::Message(format!(
                 "cannot delete container {id} that is not stopped: {}",
                 self.as_str()
@@ -71,7 +72,7 @@ impl Operation {
             Operation::Kill => &[Created, Running, Paused],
             Operation::Delete => &[Created, Stopped],
             Operation::ForceDelete => &[Created, Running, Paused, Stopped],
-            Operation::Pause => &[Running],
+            Operation::Pause => &[Created, Running],
             Operation::Resume => &[Paused],
         }
     }
@@ -152,11 +153,13 @@ impl Container {
         if !self.init_alive() {
             return Status::Stopped;
         }
-        if self.fifo_path().exists() {
-            return Status::Created;
-        }
+        // A frozen cgroup wins over the FIFO: a created container can be
+        // paused too.
         if self.state.cgroup.is_frozen().unwrap_or(false) {
             return Status::Paused;
+        }
+        if self.fifo_path().exists() {
+            return Status::Created;
         }
         Status::Running
     }
@@ -197,7 +200,7 @@ mod tests {
             (Kill, &[Created, Running, Paused]),
             (Delete, &[Created, Stopped]),
             (ForceDelete, &[Created, Running, Paused, Stopped]),
-            (Pause, &[Running]),
+            (Pause, &[Created, Running]),
             (Resume, &[Paused]),
         ];
         for (operation, allowed) in table {

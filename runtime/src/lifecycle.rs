@@ -53,6 +53,19 @@ pub fn start(container: &Container) -> Result<()> {
     hooks::run(hooks::Kind::Poststart, &container.state.config, &state)
 }
 
+/// Freezes (`pause`) or thaws (`resume`) every process of the container.
+pub fn set_paused(container: &Container, paused: bool) -> Result<()> {
+    let _lock = Lock::acquire(&container.root, container.id())?;
+    let operation = if paused {
+        Operation::Pause
+    } else {
+        Operation::Resume
+    };
+    container.status().check(operation, container.id())?;
+    container.state.cgroup.set_frozen(paused)?;
+    Ok(())
+}
+
 /// Sends `signal` to the init, or with `all` to every process of the
 /// container's cgroup.
 pub fn signal(container: &Container, signal: Signal, all: bool) -> Result<()> {

@@ -40,6 +40,12 @@ enum Command {
     /// List containers started by hull with the given root
     #[command(alias = "ps-all")]
     List(commands::list::Args),
+    /// Suspend all processes of the container
+    Pause(commands::pause::Args),
+    /// Resume all processes of a paused container
+    Resume(commands::resume::Args),
+    /// Display the processes running inside a container
+    Ps(commands::ps::Args),
     /// Create a new specification file
     Spec(commands::spec::Args),
     /// Show the enabled features
@@ -106,6 +112,9 @@ fn main() -> ExitCode {
         Command::Kill(args) => commands::kill::run(global, args),
         Command::Delete(args) => commands::delete::run(global, args),
         Command::List(args) => commands::list::run(global, args),
+        Command::Pause(args) => commands::pause::run(global, args),
+        Command::Resume(args) => commands::resume::run(global, args),
+        Command::Ps(args) => commands::ps::run(global, args),
         Command::Spec(args) => commands::spec::run(global, args),
         Command::Features(args) => commands::features::run(global, args),
     };
