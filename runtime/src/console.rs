@@ -110,3 +110,54 @@ fn mount_console(slave_path: &str) {
         tracing::debug!("bind {slave_path} on /dev/console: {e}");
     }
 }
+
+/// Receives the pty master that the init sends over `socket`.
+pub fn receive_master(socket: &OwnedFd) -> Result<OwnedFd> {
+    use std::io::IoSliceMut;
+    use std::os::fd::FromRawFd;
+
+    use nix::sys::socket::{recvmsg, ControlMessageOwned};
+
+    let mut name = [0u8; 4096];
+    let mut iov = [IoSliceMut::new(&mut name)];
+    let mut space = nix::cmsg_space!([std::os::fd::RawFd; 1]);
+    let message = recvmsg::<()>(
+        socket.as_raw_fd(),
+        &mut iov,
+        Some(&mut space),
+        MsgFlags::MSG_CMSG_CLOEXEC,
+    )
+    .context(|| "receive the console master".into())?;
+    for control in message
+        .cmsgs()
+        .context(|| "read the console message".into())?
+    {
+        if let ControlMessageOwned::ScmRights(fds) = control {
+            if let Some(&fd) = fds.first() {
+                // SAFETY: SCM_RIGHTS installed this descriptor in this
+                // process just now, and nothing else owns it.
+                return Ok(unsafe { OwnedFd::from_raw_fd(fd) });
+            }
+        }
+    }
+    Err(Error::Message(
+        "the init closed the console socket without sending the pty master".into(),
+    ))
+}
+
+/// Copies the window size of `from` onto `to`; both are terminals.
+pub fn copy_window_size(from: i32, to: i32) {
+    let mut size = libc::winsize {
+        ws_row: 0,
+        ws_col: 0,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCGWINSZ writes a winsize into the live local, and
+    // TIOCSWINSZ reads it; a descriptor that is not a terminal fails both.
+    unsafe {
+        if libc::ioctl(from, libc::TIOCGWINSZ, &mut size) == 0 {
+            libc::ioctl(to, libc::TIOCSWINSZ, &size);
+        }
+    }
+}

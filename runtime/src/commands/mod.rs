@@ -12,6 +12,7 @@ pub mod run;
 pub mod spec;
 pub mod start;
 pub mod state;
+mod terminal;
 
 use std::path::PathBuf;
 

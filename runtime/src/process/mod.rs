@@ -91,9 +91,15 @@ impl Drop for Cleanup {
 }
 
 /// Creates the container: on success its init waits for `start`, and the
-/// returned container is recorded under `--root`. `foreground` keeps the
-/// init a child of the caller (for `run`).
+/// returned container is recorded under `--root`.
 pub fn create(options: &CreateOptions) -> Result<Container> {
+    create_with_console(options, None)
+}
+
+/// Creates the container as [`create`] does; `console`, when given, is a
+/// connected socket that receives the pty master in place of
+/// `--console-socket` (foreground `run` proxies the terminal itself).
+pub fn create_with_console(options: &CreateOptions, console: Option<OwnedFd>) -> Result<Container> {
     crate::id::validate(&options.id)?;
     if options.systemd_cgroup {
         // TODO: the systemd driver creates the cgroup as a transient unit
@@ -128,6 +134,7 @@ pub fn create(options: &CreateOptions) -> Result<Container> {
         }
     }
     let console = match (&options.console_socket, process.terminal().unwrap_or(false)) {
+        (_, true) if console.is_some() => console,
         (Some(path), true) => Some(crate::console::connect(path)?),
         (None, true) => {
             return Err(Error::Spec(
