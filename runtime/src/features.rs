@@ -22,7 +22,9 @@ pub fn features() -> Value {
                 "enabled": true,
                 "actions": crate::seccomp::ACTIONS,
                 "operators": crate::seccomp::OPERATORS,
-                "archs": crate::seccomp::ARCHITECTURES
+                "archs": crate::seccomp::ARCHITECTURES,
+                "knownFlags": crate::seccomp::FLAGS,
+                "supportedFlags": crate::seccomp::FLAGS
             },
             "apparmor": {"enabled": false},
             "selinux": {"enabled": false}

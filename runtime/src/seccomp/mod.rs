@@ -152,7 +152,38 @@ impl Filter {
     }
 }
 
-/// Actions, operators and architectures the compiler accepts.
-pub const ACTIONS: &[&str] = &[];
-pub const OPERATORS: &[&str] = &[];
-pub const ARCHITECTURES: &[&str] = &[];
+/// Actions that `compile` turns into filter code (`hull features`).
+pub const ACTIONS: &[&str] = &[
+    "SCMP_ACT_ALLOW",
+    "SCMP_ACT_ERRNO",
+    "SCMP_ACT_KILL",
+    "SCMP_ACT_KILL_PROCESS",
+    "SCMP_ACT_KILL_THREAD",
+    "SCMP_ACT_LOG",
+    "SCMP_ACT_TRACE",
+    "SCMP_ACT_TRAP",
+];
+
+/// Argument comparison operators that `compile` supports.
+pub const OPERATORS: &[&str] = &[
+    "SCMP_CMP_EQ",
+    "SCMP_CMP_GE",
+    "SCMP_CMP_GT",
+    "SCMP_CMP_LE",
+    "SCMP_CMP_LT",
+    "SCMP_CMP_MASKED_EQ",
+    "SCMP_CMP_NE",
+];
+
+/// Architectures whose system calls the compiled filter tells apart.
+#[cfg(target_arch = "x86_64")]
+pub const ARCHITECTURES: &[&str] = &["SCMP_ARCH_X32", "SCMP_ARCH_X86", "SCMP_ARCH_X86_64"];
+#[cfg(not(target_arch = "x86_64"))]
+pub const ARCHITECTURES: &[&str] = &["SCMP_ARCH_AARCH64"];
+
+/// Filter flags passed to seccomp(2).
+pub const FLAGS: &[&str] = &[
+    "SECCOMP_FILTER_FLAG_LOG",
+    "SECCOMP_FILTER_FLAG_SPEC_ALLOW",
+    "SECCOMP_FILTER_FLAG_TSYNC",
+];
