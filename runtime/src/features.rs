@@ -30,7 +30,7 @@ pub fn features() -> Value {
             "selinux": {"enabled": false}
         },
         "annotations": {
-            "org.opencontainers.runc.version": env!("CARGO_PKG_VERSION")
+            "io.github.hull.version": env!("CARGO_PKG_VERSION")
         }
     })
 }

@@ -10,17 +10,17 @@ use hull_runtime::logging::{self, ErrorEcho};
 #[command(
     name = "hull",
     about = "hull: a runc-compatible OCI runtime",
-    version = concat!(env!("CARGO_PKG_VERSION"), "\nspec: ", "1.2.0"),
-    disable_version_flag = true
+    disable_version_flag = true,
+    arg_required_else_help = true
 )]
 struct Cli {
     #[command(flatten)]
     global: Global,
     /// Print the version
-    #[arg(short = 'v', long = "version", action = clap::ArgAction::Version)]
-    version: Option<bool>,
+    #[arg(short = 'v', long = "version")]
+    version: bool,
     #[command(subcommand)]
-    command: Command,
+    command: Option<Command>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -96,6 +96,19 @@ fn normalise(args: impl Iterator<Item = String>) -> Vec<String> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse_from(normalise(std::env::args()));
+    let Some(command) = &cli.command else {
+        if !cli.version {
+            let _ = <Cli as clap::CommandFactory>::command().print_help();
+            return ExitCode::FAILURE;
+        }
+        // The layout of runc's version output, which callers print.
+        println!(
+            "hull version {}\nspec: {}",
+            env!("CARGO_PKG_VERSION"),
+            hull_runtime::OCI_VERSION
+        );
+        return ExitCode::SUCCESS;
+    };
     let global = &cli.global;
     let echo = match logging::init(global.log.as_deref(), global.log_format, global.debug) {
         Ok(echo) => echo,
@@ -104,7 +117,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let result = match &cli.command {
+    let result = match command {
         Command::Create(args) => commands::create::run(global, args),
         Command::Start(args) => commands::start::run(global, args),
         Command::Run(args) => commands::run::run(global, args),
