@@ -13,7 +13,7 @@ use super::mount::{bind_mount, mount_filesystem, FsMount, MountContext};
 use super::mountinfo;
 use super::options::{parse_mount_options, MountOptions, MS_BIND, MS_RDONLY, MS_REC};
 use super::resolve::{open_in_root, ResolveOptions};
-use super::sys::CGROUP2_SUPER_MAGIC;
+use super::sys::{self, CGROUP2_SUPER_MAGIC};
 use super::RootfsError;
 
 const CGROUP_ROOT: &str = "/sys/fs/cgroup";
@@ -30,7 +30,7 @@ pub fn has_cgroup_namespace(spec: &Spec) -> bool {
 }
 
 fn host_is_unified() -> bool {
-    rfs::statfs(CGROUP_ROOT).is_ok_and(|s| s.f_type as i64 == CGROUP2_SUPER_MAGIC)
+    sys::path_fs_type_is(Path::new(CGROUP_ROOT), CGROUP2_SUPER_MAGIC)
 }
 
 /// Parses `/proc/self/cgroup` into controller (or `name=...`) to path.
@@ -85,6 +85,8 @@ fn mount_cgroup2(
     // bind the host's hierarchy (or the container's own cgroup within a
     // cgroup namespace) instead.
     let mut source = PathBuf::from(CGROUP_ROOT);
+    // NOTE: inside a cgroup namespace that is already unshared,
+    // /proc/self/cgroup shows "/", so the whole hierarchy is bound.
     if context.cgroup_namespace {
         if let Ok(text) = std::fs::read_to_string("/proc/self/cgroup") {
             if let Some(path) = parse_proc_cgroup(&text).get("") {

@@ -223,7 +223,7 @@ pub fn setup_ptmx(root: BorrowedFd<'_>) -> Result<(), RootfsError> {
     let Ok(pts) = rfs::openat(&dev, "pts", flags, Mode::empty()) else {
         return Ok(());
     };
-    if !rfs::fstatfs(&pts).is_ok_and(|s| s.f_type as i64 == DEVPTS_SUPER_MAGIC) {
+    if !sys::fs_type_is(pts.as_fd(), DEVPTS_SUPER_MAGIC) {
         return Ok(());
     }
     let ptmx = Path::new("/dev/ptmx");
@@ -245,7 +245,7 @@ pub fn setup_dev_symlinks(root: BorrowedFd<'_>) -> Result<(), RootfsError> {
         ("/proc/self/fd/1", "stdout"),
         ("/proc/self/fd/2", "stderr"),
     ];
-    // The host's /proc belongs to the same kernel, so it tells whether
+    // The host's /proc belongs to the same kernel, so it shows whether
     // CONFIG_PROC_KCORE is set.
     if rfs::statat(CWD, "/proc/kcore", AtFlags::empty()).is_ok() {
         links.push(("/proc/kcore", "core"));

@@ -203,7 +203,7 @@ pub fn apply_propagation(
 }
 
 fn is_procfs(fd: BorrowedFd<'_>) -> bool {
-    rfs::fstatfs(fd).is_ok_and(|s| s.f_type as i64 == PROC_SUPER_MAGIC)
+    sys::fs_type_is(fd, PROC_SUPER_MAGIC)
 }
 
 /// Rejects mounts over `/proc` or below it, as runc 1.1 does: `/proc`
@@ -285,8 +285,7 @@ pub fn mount_filesystem(root: BorrowedFd<'_>, fs: &FsMount<'_>) -> Result<(), Ro
     if !pseudo && !matches!(fs.fs_type, "tmpfs" | "mqueue") {
         let source_is_proc = || {
             fs.source
-                .and_then(|s| rfs::statfs(s).ok())
-                .is_some_and(|s| s.f_type as i64 == PROC_SUPER_MAGIC)
+                .is_some_and(|s| sys::path_fs_type_is(Path::new(s), PROC_SUPER_MAGIC))
         };
         check_proc_mount(dest, &target, source_is_proc)?;
     }

@@ -55,9 +55,7 @@ pub fn ensure_own_mount_namespace() -> Result<(), RootfsError> {
 /// Checks that `/proc`, read for mountinfo and cgroups, is a procfs.
 pub fn check_host_proc() -> Result<(), RootfsError> {
     let proc_path = Path::new("/proc");
-    let stat =
-        rfs::statfs(proc_path).map_err(|e| RootfsError::io("host", proc_path, "statfs", e))?;
-    if stat.f_type as i64 != PROC_SUPER_MAGIC {
+    if !sys::path_fs_type_is(proc_path, PROC_SUPER_MAGIC) {
         return Err(RootfsError::Unexpected {
             path: proc_path.to_path_buf(),
             expected: "a procfs mount",

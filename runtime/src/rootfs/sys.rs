@@ -120,3 +120,17 @@ pub fn is_null_device(fd: i32) -> bool {
     let stat = unsafe { stat.assume_init() };
     stat.st_mode & libc::S_IFMT == libc::S_IFCHR && stat.st_rdev == libc::makedev(1, 3)
 }
+
+/// Returns true when the file system of `fd` has the `statfs` type `magic`.
+pub fn fs_type_is(fd: BorrowedFd<'_>, magic: i64) -> bool {
+    // `f_type` is i64 on x86_64 and narrower on some other targets.
+    #[allow(clippy::unnecessary_cast)]
+    rustix::fs::fstatfs(fd).is_ok_and(|s| s.f_type as i64 == magic)
+}
+
+/// Returns true when the file system at `path` (resolved by the kernel
+/// from the current root) has the `statfs` type `magic`.
+pub fn path_fs_type_is(path: &std::path::Path, magic: i64) -> bool {
+    #[allow(clippy::unnecessary_cast)]
+    rustix::fs::statfs(path).is_ok_and(|s| s.f_type as i64 == magic)
+}
