@@ -78,9 +78,8 @@ fn setup(args: &InitArgs) -> Result<Infallible> {
     hooks::run(hooks::Kind::CreateContainer, spec, &hook_state("creating"))?;
 
     prepared.enter()?;
-    rootfs::finalize(spec, options)?;
-    write_sysctls(spec)?;
-
+    // The console and sysctls come before finalize, which may make /dev
+    // and /proc/sys read-only.
     if let Some(console) = &args.console {
         let fd = console
             .try_clone()
@@ -91,6 +90,8 @@ fn setup(args: &InitArgs) -> Result<Infallible> {
             .map(|b| (b.height() as u16, b.width() as u16));
         crate::console::setup(fd, size)?;
     }
+    write_sysctls(spec)?;
+    rootfs::finalize(spec, options)?;
     if let Some(score) = process.oom_score_adj() {
         std::fs::write("/proc/self/oom_score_adj", score.to_string())
             .context(|| format!("set oom_score_adj to {score}"))?;
