@@ -160,3 +160,20 @@ pub fn pids_with_cmdline(needle: &str) -> Vec<i32> {
         })
         .collect()
 }
+
+/// Returns the pids of processes whose root directory is `root` or lies
+/// under it, as `/proc/PID/root` shows.
+pub fn processes_rooted_in(root: &Path) -> Vec<i32> {
+    let Ok(entries) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(Result::ok)
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            fs::read_link(format!("/proc/{pid}/root"))
+                .map(|r| r.starts_with(root))
+                .unwrap_or(false)
+        })
+        .collect()
+}
