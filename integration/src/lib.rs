@@ -7,6 +7,7 @@
 
 pub mod binaries;
 pub mod bundle;
+pub mod callers;
 pub mod compare;
 pub mod fixtures;
 pub mod host;

@@ -149,8 +149,10 @@ impl Runtime {
     /// which [`Runtime::container_output`] reads.
     fn start_container(&self, verb: &[&str], id: &str, bundle: &Bundle, extra: &[&str]) -> Output {
         bundle.write();
-        let stdout = bundle.path().join(format!("{id}.stdout"));
-        let stderr = bundle.path().join(format!("{id}.stderr"));
+        // Ids under test may contain `/` or `..`: keep the files in the bundle.
+        let file_stem = id.replace(['/', '.'], "_");
+        let stdout = bundle.path().join(format!("{file_stem}.stdout"));
+        let stderr = bundle.path().join(format!("{file_stem}.stderr"));
         let bundle_path = bundle.path().to_string_lossy().into_owned();
         let mut args: Vec<&str> = verb.to_vec();
         args.extend_from_slice(&["--bundle", &bundle_path]);
