@@ -24,7 +24,7 @@ build_cached() {
 	flock "$lock_fd"
 	if [ ! -d "$dest" ]; then
 		local tmp
-		# Leftovers of a build that was killed: nobody else builds while
+		# Leftovers of a build that was killed: no other build runs while
 		# this process holds the lock.
 		rm -rf --one-file-system "$dest".tmp.*
 		tmp=$(mktemp -d "$dest.tmp.XXXXXX")

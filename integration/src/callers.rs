@@ -10,46 +10,10 @@ use std::time::{Duration, Instant};
 use tempfile::TempDir;
 
 use crate::fixtures::busybox_rootfs;
-use crate::output::Output;
+pub use crate::output::run_command;
 
 /// Image name of the busybox fixture in the engines' stores.
 pub const BUSYBOX_IMAGE: &str = "localhost/hull-busybox:test";
-
-/// Runs `cmd` and captures its output, failing the test after `timeout`.
-pub fn run_command(mut cmd: Command, timeout: Duration) -> Output {
-    let dir = tempfile::tempdir().expect("failed to create a temporary directory");
-    let out_path = dir.path().join("stdout");
-    let err_path = dir.path().join("stderr");
-    cmd.stdin(Stdio::null())
-        .stdout(fs::File::create(&out_path).unwrap())
-        .stderr(fs::File::create(&err_path).unwrap());
-    let mut description = vec![cmd.get_program().to_string_lossy().into_owned()];
-    description.extend(cmd.get_args().map(|a| a.to_string_lossy().into_owned()));
-    let command = description.join(" ");
-    let mut child = cmd
-        .spawn()
-        .unwrap_or_else(|e| panic!("failed to start {command}: {e}"));
-    let deadline = Instant::now() + timeout;
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("{command} did not finish within {timeout:?}");
-        }
-        thread::sleep(Duration::from_millis(10));
-    };
-    use std::os::unix::process::ExitStatusExt;
-    Output {
-        command,
-        code: status.code(),
-        signal: status.signal(),
-        stdout: fs::read_to_string(&out_path).unwrap_or_default(),
-        stderr: fs::read_to_string(&err_path).unwrap_or_default(),
-    }
-}
 
 /// Unmounts every mount under `dir`, deepest first, so it can be removed.
 pub fn unmount_under(dir: &Path) {
@@ -130,7 +94,7 @@ pub struct Containerd {
 }
 
 impl Containerd {
-    /// Starts containerd and waits until its socket answers.
+    /// Starts containerd and waits until `ctr version` succeeds on its socket.
     pub fn start() -> Containerd {
         let dir = tempfile::Builder::new()
             .prefix("hull-containerd-")

@@ -2,8 +2,6 @@
 
 use std::cell::RefCell;
 use std::collections::HashMap;
-use std::fs::{self, File};
-use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::thread;
@@ -15,7 +13,7 @@ use tempfile::TempDir;
 use crate::binaries::{hull_binary, runc_binary};
 use crate::bundle::Bundle;
 use crate::host;
-use crate::output::Output;
+use crate::output::{read_lossy, run_command, run_to_completion, Output};
 
 /// Time a single runtime command may take before the test fails.
 pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(60);
@@ -104,43 +102,12 @@ impl Runtime {
         self.exec_command(cmd, None)
     }
 
-    /// Runs `cmd` to completion with stdout and stderr sent to files, so a
-    /// container that inherits them cannot keep the call waiting for EOF.
-    /// With `keep`, the files are `keep.0` and `keep.1` and stay in place.
-    fn exec_command(&self, mut cmd: Command, keep: Option<(&Path, &Path)>) -> Output {
-        let scratch;
-        let (out_path, err_path) = match keep {
-            Some((out, err)) => (out.to_path_buf(), err.to_path_buf()),
-            None => {
-                scratch = tempfile::tempdir().expect("failed to create a temporary directory");
-                (scratch.path().join("stdout"), scratch.path().join("stderr"))
-            }
-        };
-        let out = File::create(&out_path).expect("failed to create the stdout file");
-        let err = File::create(&err_path).expect("failed to create the stderr file");
-        cmd.stdout(out).stderr(err);
-        let command = describe(&cmd);
-        let mut child = cmd
-            .spawn()
-            .unwrap_or_else(|e| panic!("failed to start {command}: {e}"));
-        let deadline = Instant::now() + COMMAND_TIMEOUT;
-        let status = loop {
-            if let Some(status) = child.try_wait().expect("failed to wait for the runtime") {
-                break status;
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("{command} did not finish within {COMMAND_TIMEOUT:?}");
-            }
-            thread::sleep(Duration::from_millis(5));
-        };
-        Output {
-            command,
-            code: status.code(),
-            signal: status.signal(),
-            stdout: read_lossy(&out_path),
-            stderr: read_lossy(&err_path),
+    /// Runs `cmd` with a timeout of [`COMMAND_TIMEOUT`]. With `keep`, the
+    /// output goes to those two files, which stay in place.
+    fn exec_command(&self, cmd: Command, keep: Option<(&Path, &Path)>) -> Output {
+        match keep {
+            Some((stdout, stderr)) => run_to_completion(cmd, stdout, stderr, COMMAND_TIMEOUT),
+            None => run_command(cmd, COMMAND_TIMEOUT),
         }
     }
 
@@ -186,7 +153,7 @@ impl Runtime {
         self.start_container(&["create"], id, bundle, extra)
     }
 
-    /// Runs `run --bundle BUNDLE ID` in the foreground: the output holds
+    /// Runs `run --bundle BUNDLE ID` in the foreground. The output contains
     /// what the runtime and the container printed, and the exit code is the
     /// container's.
     pub fn run(&self, id: &str, bundle: &Bundle) -> Output {
@@ -317,16 +284,4 @@ impl Runtime {
         }
         Ok(())
     }
-}
-
-fn describe(cmd: &Command) -> String {
-    let mut parts = vec![cmd.get_program().to_string_lossy().into_owned()];
-    parts.extend(cmd.get_args().map(|a| a.to_string_lossy().into_owned()));
-    parts.join(" ")
-}
-
-fn read_lossy(path: &Path) -> String {
-    fs::read(path)
-        .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
-        .unwrap_or_default()
 }
