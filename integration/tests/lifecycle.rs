@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use hull_integration::host::{cgroup_dirs, mounts_mentioning, process_alive};
 use hull_integration::{require_root, unique_id, Bundle, Runtime};
-use serde_json::Value;
+use serde_json::{json, Value};
 
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -62,7 +62,17 @@ fn assert_no_leftovers(runtime: &Runtime, id: &str, bundle: &Bundle) {
 fn lifecycle_create_start_stop_delete() {
     require_root!();
     let runtime = Runtime::hull();
-    let bundle = Bundle::busybox(&["sleep", "1"]);
+    // The process runs until the test creates CONTROL/exit.
+    let control = tempfile::tempdir().unwrap();
+    let mut bundle = Bundle::busybox_sh("while [ ! -e /mnt/control/exit ]; do sleep 0.05; done");
+    bundle
+        .add_mount(json!({
+            "destination": "/mnt", "type": "tmpfs", "source": "tmpfs", "options": ["size=1m"]
+        }))
+        .add_mount(json!({
+            "destination": "/mnt/control", "type": "bind",
+            "source": control.path(), "options": ["rbind", "ro"]
+        }));
     let id = unique_id("life");
 
     runtime.create(&id, &bundle).expect_success();
@@ -98,9 +108,11 @@ fn lifecycle_create_start_stop_delete() {
     assert_eq!(list_entry(&runtime, &id).unwrap()["status"], "running");
     assert_eq!(list_table_row(&runtime, &id).unwrap()[2], "running");
 
+    std::fs::write(control.path().join("exit"), "").unwrap();
     assert!(
         runtime.wait_for_status(&id, "stopped", WAIT),
-        "container did not stop"
+        "container did not stop: {:?}",
+        runtime.container_output(&id)
     );
     let state = runtime.state_json(&id);
     assert_eq!(
@@ -190,13 +202,21 @@ fn kill_all_stops_every_process() {
     let id = unique_id("killall");
     runtime.run_detached(&id, &bundle).expect_success();
     let init = runtime.state_json(&id)["pid"].as_i64().unwrap() as i32;
-    std::thread::sleep(Duration::from_millis(200));
+
     let children_file = format!("/proc/{init}/task/{init}/children");
-    let children: Vec<i32> = std::fs::read_to_string(&children_file)
-        .unwrap_or_default()
-        .split_whitespace()
-        .filter_map(|pid| pid.parse().ok())
-        .collect();
+    let read_children = || -> Vec<i32> {
+        std::fs::read_to_string(&children_file)
+            .unwrap_or_default()
+            .split_whitespace()
+            .filter_map(|pid| pid.parse().ok())
+            .collect()
+    };
+    let deadline = std::time::Instant::now() + WAIT;
+    let mut children = read_children();
+    while children.len() < 2 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+        children = read_children();
+    }
     assert_eq!(
         children.len(),
         2,
