@@ -84,6 +84,7 @@ impl Drop for PodmanStore {
             .stderr(Stdio::null());
         let _ = cmd.status();
         unmount_under(self.dir.path());
+        remove_dir_with_retries(self.dir.path());
     }
 }
 
@@ -209,5 +210,17 @@ impl Drop for Containerd {
             thread::sleep(Duration::from_millis(20));
         }
         unmount_under(self.dir.path());
+        remove_dir_with_retries(self.dir.path());
+    }
+}
+
+/// Removes `dir`, trying again for up to a second: engine helpers such as
+/// conmon may still write into it for a moment after the engine exits.
+fn remove_dir_with_retries(dir: &Path) {
+    for _ in 0..20 {
+        if fs::remove_dir_all(dir).is_ok() || !dir.exists() {
+            return;
+        }
+        thread::sleep(Duration::from_millis(50));
     }
 }
