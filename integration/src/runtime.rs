@@ -111,9 +111,10 @@ impl Runtime {
         }
     }
 
-    /// Writes the bundle's config and runs `create` (or `run` with `args`).
-    /// The container's stdout and stderr go to files in the bundle directory,
-    /// which [`Runtime::container_output`] reads.
+    /// Writes the bundle's config and runs `VERB... --bundle BUNDLE EXTRA... ID`
+    /// (`create`, `run` or `run --detach`). The container's stdout and stderr
+    /// go to files in the bundle directory, which
+    /// [`Runtime::container_output`] reads.
     fn start_container(&self, verb: &[&str], id: &str, bundle: &Bundle, extra: &[&str]) -> Output {
         bundle.write();
         // Ids under test may contain `/` or `..`: keep the files in the bundle.
