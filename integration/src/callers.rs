@@ -1,0 +1,226 @@
+//! Container engines that call the runtime: podman and containerd, each
+//! with all of its state in a temporary directory.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use tempfile::TempDir;
+
+use crate::fixtures::busybox_rootfs;
+pub use crate::output::run_command;
+
+/// Image name of the busybox fixture in the engines' stores.
+pub const BUSYBOX_IMAGE: &str = "localhost/hull-busybox:test";
+
+/// Unmounts every mount under `dir`, deepest first, so it can be removed.
+pub fn unmount_under(dir: &Path) {
+    let prefix = dir.to_string_lossy().into_owned();
+    let mut points: Vec<String> = fs::read_to_string("/proc/self/mountinfo")
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4).map(str::to_owned))
+        .filter(|p| p.starts_with(&prefix))
+        .collect();
+    points.sort_by_key(|p| std::cmp::Reverse(p.len()));
+    for point in points {
+        let _ = nix::mount::umount2(point.as_str(), nix::mount::MntFlags::MNT_DETACH);
+    }
+}
+
+/// A podman storage and run directory of its own.
+pub struct PodmanStore {
+    dir: TempDir,
+}
+
+impl PodmanStore {
+    /// Creates the store and imports the busybox fixture as [`BUSYBOX_IMAGE`].
+    pub fn with_busybox() -> PodmanStore {
+        let dir = tempfile::Builder::new()
+            .prefix("hull-podman-")
+            .tempdir()
+            .unwrap();
+        let store = PodmanStore { dir };
+        let archive = store.dir.path().join("busybox.tar");
+        let status = Command::new("tar")
+            .arg("-C")
+            .arg(busybox_rootfs())
+            .arg("-cf")
+            .arg(&archive)
+            .arg(".")
+            .status()
+            .unwrap();
+        assert!(status.success(), "tar of the busybox fixture failed");
+        let mut import = store.command();
+        import.arg("import").arg(&archive).arg(BUSYBOX_IMAGE);
+        run_command(import, Duration::from_secs(120)).expect_success();
+        store
+    }
+
+    /// Returns `podman` with the store, runroot, tmpdir, cgroupfs manager
+    /// and file events logger set, so that it needs no system service.
+    pub fn command(&self) -> Command {
+        let path = self.dir.path();
+        let mut cmd = Command::new("podman");
+        cmd.arg("--root")
+            .arg(path.join("root"))
+            .arg("--runroot")
+            .arg(path.join("runroot"))
+            .arg("--tmpdir")
+            .arg(path.join("tmp"))
+            .args(["--storage-driver", "vfs", "--cgroup-manager", "cgroupfs"])
+            .args(["--events-backend", "file"]);
+        cmd
+    }
+}
+
+impl Drop for PodmanStore {
+    fn drop(&mut self) {
+        let mut cmd = self.command();
+        cmd.args(["rm", "--all", "--force"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        let _ = cmd.status();
+        unmount_under(self.dir.path());
+        remove_dir_with_retries(self.dir.path());
+    }
+}
+
+/// A containerd daemon with its own root, state and socket, stopped on drop.
+pub struct Containerd {
+    dir: TempDir,
+    daemon: Child,
+}
+
+impl Containerd {
+    /// Starts containerd and waits until `ctr version` succeeds on its socket.
+    pub fn start() -> Containerd {
+        let dir = tempfile::Builder::new()
+            .prefix("hull-containerd-")
+            .tempdir()
+            .unwrap();
+        let path = dir.path();
+        // The CRI plugin is not needed and would set up networking.
+        let config = format!(
+            "version = 2\n\
+             root = \"{root}\"\n\
+             state = \"{state}\"\n\
+             disabled_plugins = [\"io.containerd.grpc.v1.cri\"]\n\
+             [grpc]\n  address = \"{sock}\"\n\
+             [ttrpc]\n  address = \"{sock}.ttrpc\"\n\
+             [debug]\n  address = \"\"\n\
+             [metrics]\n  address = \"\"\n",
+            root = path.join("root").display(),
+            state = path.join("state").display(),
+            sock = path.join("containerd.sock").display(),
+        );
+        fs::write(path.join("config.toml"), config).unwrap();
+        let log = fs::File::create(path.join("containerd.log")).unwrap();
+        let daemon = Command::new("containerd")
+            .arg("--config")
+            .arg(path.join("config.toml"))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("failed to start containerd");
+        let containerd = Containerd { dir, daemon };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let mut version = containerd.ctr();
+            version.arg("version");
+            if run_command(version, Duration::from_secs(10)).success() {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "containerd did not answer within 30 s:\n{}",
+                containerd.log()
+            );
+            thread::sleep(Duration::from_millis(100));
+        }
+        containerd
+    }
+
+    pub fn socket(&self) -> PathBuf {
+        self.dir.path().join("containerd.sock")
+    }
+
+    /// Returns `ctr` talking to this daemon in the `hulltest` namespace.
+    pub fn ctr(&self) -> Command {
+        let mut cmd = Command::new("ctr");
+        cmd.arg("--address")
+            .arg(self.socket())
+            .args(["--namespace", "hulltest"]);
+        cmd
+    }
+
+    pub fn log(&self) -> String {
+        fs::read_to_string(self.dir.path().join("containerd.log")).unwrap_or_default()
+    }
+
+    /// Builds an OCI image archive of the busybox fixture with umoci and
+    /// imports it as [`BUSYBOX_IMAGE`].
+    pub fn import_busybox(&self) {
+        let work = self.dir.path().join("image");
+        fs::create_dir_all(&work).unwrap();
+        let layout = work.join("oci");
+        let image = format!("{}:test", layout.display());
+        let unpacked = work.join("bundle");
+        let umoci = |args: &[&str]| {
+            let mut cmd = Command::new("umoci");
+            cmd.args(args);
+            run_command(cmd, Duration::from_secs(120)).expect_success();
+        };
+        umoci(&["init", "--layout", layout.to_str().unwrap()]);
+        umoci(&["new", "--image", &image]);
+        umoci(&["unpack", "--image", &image, unpacked.to_str().unwrap()]);
+        let mut copy = Command::new("cp");
+        copy.arg("-a")
+            .arg(format!("{}/.", busybox_rootfs().display()))
+            .arg(unpacked.join("rootfs"));
+        run_command(copy, Duration::from_secs(60)).expect_success();
+        umoci(&["repack", "--image", &image, unpacked.to_str().unwrap()]);
+        umoci(&["config", "--image", &image, "--config.cmd", "sh"]);
+        let archive = work.join("busybox-oci.tar");
+        let mut tar = Command::new("tar");
+        tar.arg("-C").arg(&layout).arg("-cf").arg(&archive).arg(".");
+        run_command(tar, Duration::from_secs(60)).expect_success();
+        let mut import = self.ctr();
+        import
+            .args(["images", "import", "--base-name", "localhost/hull-busybox"])
+            .arg(&archive);
+        run_command(import, Duration::from_secs(120)).expect_success();
+    }
+}
+
+impl Drop for Containerd {
+    fn drop(&mut self) {
+        let pid = nix::unistd::Pid::from_raw(self.daemon.id() as i32);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while matches!(self.daemon.try_wait(), Ok(None)) {
+            if Instant::now() > deadline {
+                let _ = self.daemon.kill();
+                let _ = self.daemon.wait();
+                break;
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+        unmount_under(self.dir.path());
+        remove_dir_with_retries(self.dir.path());
+    }
+}
+
+/// Removes `dir`, trying again for up to a second: engine helpers such as
+/// conmon may still write into it for a moment after the engine exits.
+fn remove_dir_with_retries(dir: &Path) {
+    for _ in 0..20 {
+        if fs::remove_dir_all(dir).is_ok() || !dir.exists() {
+            return;
+        }
+        thread::sleep(Duration::from_millis(50));
+    }
+}

@@ -1,0 +1,122 @@
+//! Commands that start no container: --version, spec, features, and the
+//! global logging flags.
+
+use std::fs;
+
+use hull_integration::{require_root, Runtime};
+use serde_json::Value;
+
+/// Runs `spec ARGS` in a fresh directory and returns the written config.
+fn spec_in_tempdir(runtime: &Runtime, args: &[&str]) -> Value {
+    let dir = tempfile::tempdir().unwrap();
+    let mut full = vec!["spec", "--bundle", dir.path().to_str().unwrap()];
+    full.extend_from_slice(args);
+    runtime.exec(&full).expect_success();
+    let text =
+        fs::read_to_string(dir.path().join("config.json")).expect("spec wrote no config.json");
+    serde_json::from_str(&text).expect("spec wrote invalid JSON")
+}
+
+#[test]
+fn version_names_spec() {
+    require_root!();
+    let hull = Runtime::hull().exec_without_root(&["--version"]);
+    let runc = Runtime::runc().exec_without_root(&["--version"]);
+    hull.expect_success();
+    assert!(
+        hull.stdout
+            .lines()
+            .next()
+            .unwrap_or("")
+            .contains(" version "),
+        "{hull}"
+    );
+    let spec_line = |text: &str| {
+        text.lines()
+            .find(|l| l.starts_with("spec: "))
+            .map(str::to_owned)
+    };
+    assert_eq!(spec_line(&hull.stdout), spec_line(&runc.stdout), "{hull}");
+}
+
+#[test]
+fn spec_matches_runc() {
+    require_root!();
+    for args in [&[][..], &["--rootless"]] {
+        let hull = spec_in_tempdir(&Runtime::hull(), args);
+        let runc = spec_in_tempdir(&Runtime::runc(), args);
+        assert_eq!(hull, runc, "spec {args:?} differs");
+    }
+}
+
+#[test]
+fn spec_keeps_existing_config() {
+    require_root!();
+    let mut codes = Vec::new();
+    for runtime in [Runtime::hull(), Runtime::runc()] {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join("config.json"), "keep").unwrap();
+        let output = runtime.exec(&["spec", "--bundle", dir.path().to_str().unwrap()]);
+        assert_eq!(
+            fs::read_to_string(dir.path().join("config.json")).unwrap(),
+            "keep"
+        );
+        codes.push(output.code);
+    }
+    assert_eq!(codes[0], codes[1]);
+    assert_eq!(codes[0], Some(1));
+}
+
+#[test]
+fn features_lists_hooks_and_namespaces() {
+    require_root!();
+    let parse = |runtime: Runtime| -> Value {
+        let output = runtime.exec(&["features"]);
+        output.expect_success();
+        serde_json::from_str(&output.stdout)
+            .unwrap_or_else(|e| panic!("invalid JSON ({e}):\n{output}"))
+    };
+    let hull = parse(Runtime::hull());
+    let runc = parse(Runtime::runc());
+    assert_eq!(hull["ociVersionMin"], runc["ociVersionMin"]);
+    assert_eq!(hull["ociVersionMax"], runc["ociVersionMax"]);
+    assert_eq!(hull["hooks"], runc["hooks"]);
+    assert_eq!(hull["linux"]["namespaces"], runc["linux"]["namespaces"]);
+}
+
+#[test]
+fn log_file_json_format() {
+    require_root!();
+    let runtime = Runtime::hull();
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("log.json");
+    let output = runtime.exec_without_root(&[
+        "--root",
+        runtime.root().to_str().unwrap(),
+        "--log",
+        log.to_str().unwrap(),
+        "--log-format",
+        "json",
+        "state",
+        "no-such-container",
+    ]);
+    output.expect_code(1);
+    let text = fs::read_to_string(&log).expect("no log file written");
+    let entry: Value = serde_json::from_str(text.lines().last().unwrap_or(""))
+        .unwrap_or_else(|e| panic!("log line is not JSON ({e}): {text}"));
+    assert_eq!(entry["level"], "error", "{entry}");
+    assert_eq!(entry["msg"], "container does not exist", "{entry}");
+    assert!(entry["time"].is_string(), "{entry}");
+    assert!(
+        output.stderr.contains("container does not exist"),
+        "{output}"
+    );
+}
+
+#[test]
+fn unknown_command_fails() {
+    require_root!();
+    let hull = Runtime::hull().exec(&["no-such-command"]);
+    let runc = Runtime::runc().exec(&["no-such-command"]);
+    assert_eq!(hull.code, runc.code, "{hull}\n{runc}");
+}

@@ -1,0 +1,344 @@
+//! create, start, state, kill, delete and list.
+
+use std::path::Path;
+use std::time::Duration;
+
+use hull_integration::host::{cgroup_dirs, mounts_mentioning, process_alive};
+use hull_integration::{require_root, unique_id, Bundle, Runtime};
+use serde_json::{json, Value};
+
+const WAIT: Duration = Duration::from_secs(10);
+
+/// Shell loop that exits 0 on SIGTERM; pid 1 of a pid namespace only gets
+/// the signals it has a handler for.
+const TRAP_TERM: &str = "trap 'exit 0' TERM; while true; do sleep 0.1; done";
+
+fn list_entry(runtime: &Runtime, id: &str) -> Option<Value> {
+    runtime.list_json().into_iter().find(|c| c["id"] == id)
+}
+
+fn list_quiet_ids(runtime: &Runtime) -> Vec<String> {
+    let output = runtime.exec(&["list", "-q"]);
+    output.expect_success();
+    output.stdout.lines().map(str::to_owned).collect()
+}
+
+/// Returns the table row of `id` split on runs of spaces.
+fn list_table_row(runtime: &Runtime, id: &str) -> Option<Vec<String>> {
+    let output = runtime.exec(&["list"]);
+    output.expect_success();
+    output
+        .stdout
+        .lines()
+        .find(|l| l.split_whitespace().next() == Some(id))
+        .map(|l| l.split_whitespace().map(str::to_owned).collect())
+}
+
+#[track_caller]
+fn assert_no_leftovers(runtime: &Runtime, id: &str, bundle: &Bundle) {
+    assert!(
+        !runtime.state_dir(id).exists(),
+        "state directory {} is left",
+        runtime.state_dir(id).display()
+    );
+    assert_eq!(
+        cgroup_dirs(id),
+        Vec::<std::path::PathBuf>::new(),
+        "cgroups are left"
+    );
+    assert_eq!(
+        mounts_mentioning(bundle.path()),
+        Vec::<String>::new(),
+        "mounts are left"
+    );
+    assert_eq!(
+        mounts_mentioning(&bundle.rootfs()),
+        Vec::<String>::new(),
+        "mounts are left"
+    );
+}
+
+#[test]
+fn lifecycle_create_start_stop_delete() {
+    require_root!();
+    let runtime = Runtime::hull();
+    // The process runs until the test creates CONTROL/exit.
+    let control = tempfile::tempdir().unwrap();
+    let mut bundle = Bundle::busybox_sh("while [ ! -e /mnt/control/exit ]; do sleep 0.05; done");
+    bundle
+        .add_mount(json!({
+            "destination": "/mnt", "type": "tmpfs", "source": "tmpfs", "options": ["size=1m"]
+        }))
+        .add_mount(json!({
+            "destination": "/mnt/control", "type": "bind",
+            "source": control.path(), "options": ["rbind", "ro"]
+        }));
+    let id = unique_id("life");
+
+    runtime.create(&id, &bundle).expect_success();
+    let state = runtime.state_json(&id);
+    assert_eq!(state["status"], "created", "{state}");
+    assert_eq!(state["id"], id.as_str());
+    assert_eq!(state["ociVersion"], "1.0.2-dev");
+    assert_eq!(state["bundle"], bundle.path().to_str().unwrap());
+    assert_eq!(state["rootfs"], bundle.rootfs().to_str().unwrap());
+    let pid = state["pid"].as_i64().expect("state has no pid");
+    assert!(pid > 0, "{state}");
+    assert!(
+        process_alive(pid as i32),
+        "init process {pid} is not running"
+    );
+    assert!(runtime.state_dir(&id).is_dir());
+    assert!(
+        !cgroup_dirs(&id).is_empty(),
+        "no cgroup was created for {id}"
+    );
+
+    let entry = list_entry(&runtime, &id).expect("created container is not listed");
+    assert_eq!(entry["status"], "created");
+    assert_eq!(entry["pid"], pid);
+    assert_eq!(list_quiet_ids(&runtime), vec![id.clone()]);
+    let row = list_table_row(&runtime, &id).expect("no table row");
+    assert_eq!(row[1], pid.to_string());
+    assert_eq!(row[2], "created");
+    assert_eq!(row[3], bundle.path().to_str().unwrap());
+
+    runtime.start(&id).expect_success();
+    assert_eq!(runtime.status(&id), "running");
+    assert_eq!(list_entry(&runtime, &id).unwrap()["status"], "running");
+    assert_eq!(list_table_row(&runtime, &id).unwrap()[2], "running");
+
+    std::fs::write(control.path().join("exit"), "").unwrap();
+    assert!(
+        runtime.wait_for_status(&id, "stopped", WAIT),
+        "container did not stop: {:?}",
+        runtime.container_output(&id)
+    );
+    let state = runtime.state_json(&id);
+    assert_eq!(
+        state["pid"], 0,
+        "a stopped container reports pid 0: {state}"
+    );
+    assert_eq!(list_entry(&runtime, &id).unwrap()["status"], "stopped");
+    assert_eq!(list_table_row(&runtime, &id).unwrap()[2], "stopped");
+
+    runtime.delete(&id).expect_success();
+    assert_no_leftovers(&runtime, &id, &bundle);
+    assert!(list_entry(&runtime, &id).is_none());
+    assert!(list_quiet_ids(&runtime).is_empty());
+    runtime.state(&id).expect_code(1);
+}
+
+#[test]
+fn list_table_header_matches_runc() {
+    require_root!();
+    let hull = Runtime::hull().exec(&["list"]);
+    let runc = Runtime::runc().exec(&["list"]);
+    hull.expect_success();
+    assert_eq!(hull.stdout, runc.stdout);
+    let hull = Runtime::hull().exec(&["list", "--format", "json"]);
+    let runc = Runtime::runc().exec(&["list", "--format", "json"]);
+    assert_eq!(hull.stdout, runc.stdout);
+}
+
+#[test]
+fn run_detach_and_kill_by_name() {
+    require_root!();
+    let runtime = Runtime::hull();
+    for signal in ["TERM", "SIGTERM", "15"] {
+        let bundle = Bundle::busybox_sh(TRAP_TERM);
+        let id = unique_id("killterm");
+        runtime.run_detached(&id, &bundle).expect_success();
+        assert_eq!(runtime.status(&id), "running");
+        runtime.kill(&id, signal).expect_success();
+        assert!(
+            runtime.wait_for_status(&id, "stopped", WAIT),
+            "kill {signal} did not stop the container"
+        );
+        runtime.delete(&id).expect_success();
+        assert_no_leftovers(&runtime, &id, &bundle);
+    }
+}
+
+#[test]
+fn kill_sigkill_by_name_and_number() {
+    require_root!();
+    let runtime = Runtime::hull();
+    for signal in ["KILL", "SIGKILL", "9"] {
+        let bundle = Bundle::busybox(&["sleep", "1000"]);
+        let id = unique_id("kill9");
+        runtime.run_detached(&id, &bundle).expect_success();
+        let pid = runtime.state_json(&id)["pid"].as_i64().unwrap() as i32;
+        runtime.kill(&id, signal).expect_success();
+        assert!(
+            runtime.wait_for_status(&id, "stopped", WAIT),
+            "kill {signal}"
+        );
+        assert!(!process_alive(pid));
+        runtime.delete(&id).expect_success();
+        assert_no_leftovers(&runtime, &id, &bundle);
+    }
+}
+
+#[test]
+fn kill_default_signal_is_term() {
+    require_root!();
+    let runtime = Runtime::hull();
+    let bundle = Bundle::busybox_sh(TRAP_TERM);
+    let id = unique_id("killdefault");
+    runtime.run_detached(&id, &bundle).expect_success();
+    runtime.exec(&["kill", &id]).expect_success();
+    assert!(runtime.wait_for_status(&id, "stopped", WAIT));
+    runtime.delete(&id).expect_success();
+}
+
+#[test]
+fn kill_all_stops_every_process() {
+    require_root!();
+    let runtime = Runtime::hull();
+    // Without a pid namespace, killing init would not end the children.
+    let mut bundle = Bundle::busybox_sh("sleep 1000 & sleep 1000 & wait");
+    bundle.remove_namespace("pid");
+    let id = unique_id("killall");
+    runtime.run_detached(&id, &bundle).expect_success();
+    let init = runtime.state_json(&id)["pid"].as_i64().unwrap() as i32;
+
+    let children_file = format!("/proc/{init}/task/{init}/children");
+    let read_children = || -> Vec<i32> {
+        std::fs::read_to_string(&children_file)
+            .unwrap_or_default()
+            .split_whitespace()
+            .filter_map(|pid| pid.parse().ok())
+            .collect()
+    };
+    let deadline = std::time::Instant::now() + WAIT;
+    let mut children = read_children();
+    while children.len() < 2 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+        children = read_children();
+    }
+    assert_eq!(
+        children.len(),
+        2,
+        "expected two sleep children in {children_file}"
+    );
+    runtime
+        .exec(&["kill", "--all", &id, "KILL"])
+        .expect_success();
+    assert!(runtime.wait_for_status(&id, "stopped", WAIT));
+    assert!(!process_alive(init));
+    for child in children {
+        assert!(!process_alive(child), "child {child} survived kill --all");
+    }
+    runtime.delete(&id).expect_success();
+    assert_no_leftovers(&runtime, &id, &bundle);
+}
+
+#[test]
+fn delete_force_running() {
+    require_root!();
+    let runtime = Runtime::hull();
+    let bundle = Bundle::busybox(&["sleep", "1000"]);
+    let id = unique_id("delforce");
+    runtime.run_detached(&id, &bundle).expect_success();
+    let pid = runtime.state_json(&id)["pid"].as_i64().unwrap() as i32;
+
+    // Without --force a running container stays.
+    let output = runtime.delete(&id);
+    output.expect_code(1);
+    assert!(output.stderr.contains("running"), "{output}");
+    assert_eq!(runtime.status(&id), "running");
+
+    runtime.delete_force(&id).expect_success();
+    assert!(!process_alive(pid));
+    assert_no_leftovers(&runtime, &id, &bundle);
+}
+
+#[test]
+fn delete_force_created() {
+    require_root!();
+    let runtime = Runtime::hull();
+    let bundle = Bundle::busybox(&["true"]);
+    let id = unique_id("delcreated");
+    runtime.create(&id, &bundle).expect_success();
+    let pid = runtime.state_json(&id)["pid"].as_i64().unwrap() as i32;
+    runtime.delete_force(&id).expect_success();
+    assert!(!process_alive(pid));
+    assert_no_leftovers(&runtime, &id, &bundle);
+}
+
+#[test]
+fn start_twice_fails() {
+    require_root!();
+    let runtime = Runtime::hull();
+    let bundle = Bundle::busybox(&["sleep", "1000"]);
+    let id = unique_id("starttwice");
+    runtime.create(&id, &bundle).expect_success();
+    runtime.start(&id).expect_success();
+    let output = runtime.start(&id);
+    output.expect_code(1);
+    assert!(output.stderr.contains("running"), "{output}");
+}
+
+#[test]
+fn create_pid_file() {
+    require_root!();
+    let runtime = Runtime::hull();
+    let bundle = Bundle::busybox(&["true"]);
+    let id = unique_id("pidfile");
+    let pid_file = bundle.path().join("init.pid");
+    runtime
+        .create_with(&id, &bundle, &["--pid-file", pid_file.to_str().unwrap()])
+        .expect_success();
+    let written = std::fs::read_to_string(&pid_file).expect("pid file is missing");
+    let state = runtime.state_json(&id);
+    assert_eq!(written.trim(), state["pid"].to_string());
+    runtime.delete_force(&id).expect_success();
+}
+
+#[test]
+fn unknown_container_errors_match_runc() {
+    require_root!();
+    let hull = Runtime::hull();
+    let runc = Runtime::runc();
+    for args in [
+        &["state", "no-such-container"][..],
+        &["start", "no-such-container"],
+        &["kill", "no-such-container", "KILL"],
+        &["delete", "no-such-container"],
+    ] {
+        let hull_output = hull.exec(args);
+        let runc_output = runc.exec(args);
+        assert_eq!(
+            hull_output.code, runc_output.code,
+            "{hull_output}\n{runc_output}"
+        );
+        assert!(
+            hull_output.stderr.contains("container does not exist"),
+            "{hull_output}"
+        );
+    }
+    // runc treats a forced delete of a missing container as done.
+    let hull_output = hull.exec(&["delete", "--force", "no-such-container"]);
+    let runc_output = runc.exec(&["delete", "--force", "no-such-container"]);
+    assert_eq!(
+        hull_output.code, runc_output.code,
+        "{hull_output}\n{runc_output}"
+    );
+}
+
+#[test]
+fn container_output_after_start() {
+    require_root!();
+    let runtime = Runtime::hull();
+    let bundle = Bundle::busybox_sh("echo out; echo err >&2");
+    let id = unique_id("stdio");
+    runtime.create(&id, &bundle).expect_success();
+    runtime.start(&id).expect_success();
+    assert!(runtime.wait_for_status(&id, "stopped", WAIT));
+    let (stdout, stderr) = runtime.container_output(&id);
+    assert_eq!(stdout, "out\n");
+    assert_eq!(stderr, "err\n");
+    runtime.delete(&id).expect_success();
+    assert!(!Path::new(&runtime.state_dir(&id)).exists());
+}

@@ -1,0 +1,152 @@
+//! Capabilities and seccomp.
+
+use hull_integration::{require_root, run_and_compare, Bundle};
+use serde_json::{json, Value};
+
+const CAP_LINES: &str = "grep -E '^Cap(Inh|Prm|Eff|Bnd|Amb):' /proc/self/status";
+
+fn set_caps(bundle: &mut Bundle, caps: Value, inheritable: bool) {
+    let mut set = json!({
+        "bounding": caps, "effective": caps, "permitted": caps, "ambient": caps
+    });
+    if inheritable {
+        set["inheritable"] = caps.clone();
+    }
+    bundle.config["process"]["capabilities"] = set;
+}
+
+#[test]
+fn capabilities_default_set() {
+    require_root!();
+    let bundle = Bundle::busybox_sh(CAP_LINES);
+    let output = run_and_compare("default capabilities", &bundle);
+    // CAP_KILL (5), CAP_NET_BIND_SERVICE (10) and CAP_AUDIT_WRITE (29).
+    for line in [
+        "CapPrm:\t0000000020000420",
+        "CapEff:\t0000000020000420",
+        "CapBnd:\t0000000020000420",
+    ] {
+        assert!(output.stdout.contains(line), "missing {line}:\n{output}");
+    }
+}
+
+#[test]
+fn capabilities_with_inheritable() {
+    require_root!();
+    let mut bundle = Bundle::busybox_sh(CAP_LINES);
+    set_caps(
+        &mut bundle,
+        json!(["CAP_CHOWN", "CAP_SYS_ADMIN", "CAP_NET_RAW"]),
+        true,
+    );
+    let output = run_and_compare("inheritable capabilities", &bundle);
+    assert!(
+        output.stdout.contains("CapInh:\t0000000000202001"),
+        "{output}"
+    );
+    assert!(
+        output.stdout.contains("CapAmb:\t0000000000202001"),
+        "{output}"
+    );
+}
+
+#[test]
+fn capabilities_empty() {
+    require_root!();
+    let mut bundle = Bundle::busybox_sh(CAP_LINES);
+    set_caps(&mut bundle, json!([]), false);
+    let output = run_and_compare("no capabilities", &bundle);
+    assert!(
+        output.stdout.contains("CapEff:\t0000000000000000"),
+        "{output}"
+    );
+    assert!(
+        output.stdout.contains("CapBnd:\t0000000000000000"),
+        "{output}"
+    );
+}
+
+#[test]
+fn capabilities_non_root_ambient() {
+    require_root!();
+    let mut bundle = Bundle::busybox_sh(CAP_LINES);
+    bundle.config["process"]["user"] = json!({ "uid": 1000, "gid": 1000 });
+    set_caps(&mut bundle, json!(["CAP_NET_BIND_SERVICE"]), true);
+    let output = run_and_compare("ambient capabilities", &bundle);
+    assert!(
+        output.stdout.contains("CapEff:\t0000000000000400"),
+        "{output}"
+    );
+    assert!(
+        output.stdout.contains("CapAmb:\t0000000000000400"),
+        "{output}"
+    );
+}
+
+fn seccomp_blocking(names: &[&str], action: &str, errno: Option<u32>) -> Value {
+    let mut rule = json!({ "names": names, "action": action });
+    if let Some(errno) = errno {
+        rule["errnoRet"] = json!(errno);
+    }
+    json!({
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"],
+        "syscalls": [rule]
+    })
+}
+
+#[test]
+fn seccomp_errno_ret() {
+    require_root!();
+    for (errno, text) in [
+        (1, "Operation not permitted"),
+        (13, "Permission denied"),
+        (28, "No space left on device"),
+    ] {
+        let mut bundle = Bundle::busybox_sh("mkdir /dev/shm/blocked; echo $?");
+        bundle.config["linux"]["seccomp"] =
+            seccomp_blocking(&["mkdir", "mkdirat"], "SCMP_ACT_ERRNO", Some(errno));
+        let output = run_and_compare("seccomp errnoRet", &bundle);
+        assert_eq!(output.stdout, "1\n", "{output}");
+        assert!(output.stderr.contains(text), "errno {errno}: {output}");
+    }
+}
+
+#[test]
+fn seccomp_errno_default_eperm() {
+    require_root!();
+    let mut bundle = Bundle::busybox_sh("mkdir /dev/shm/blocked");
+    bundle.config["linux"]["seccomp"] =
+        seccomp_blocking(&["mkdir", "mkdirat"], "SCMP_ACT_ERRNO", None);
+    let output = run_and_compare("seccomp errno", &bundle);
+    assert!(
+        output.stderr.contains("Operation not permitted"),
+        "{output}"
+    );
+}
+
+#[test]
+fn seccomp_kill_exits_159() {
+    require_root!();
+    let mut bundle = Bundle::busybox(&["uname"]);
+    bundle.config["linux"]["seccomp"] = seccomp_blocking(&["uname"], "SCMP_ACT_KILL", None);
+    let output = run_and_compare("seccomp kill", &bundle);
+    // 128 + SIGSYS (31).
+    assert_eq!(output.code(), 159, "{output}");
+}
+
+#[test]
+fn seccomp_several_rules() {
+    require_root!();
+    let mut bundle = Bundle::busybox_sh("echo before; mkdir /dev/shm/x; echo $?");
+    bundle.config["linux"]["seccomp"] = json!({
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "architectures": ["SCMP_ARCH_X86_64"],
+        "syscalls": [
+            { "names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1 },
+            { "names": ["getpid"], "action": "SCMP_ACT_ALLOW" }
+        ]
+    });
+    let output = run_and_compare("seccomp rules", &bundle);
+    assert_eq!(output.stdout, "before\n1\n", "{output}");
+}
