@@ -129,8 +129,10 @@ impl Container {
         state::dir(&self.root, &self.state.id)
     }
 
-    pub fn fifo_path(&self) -> PathBuf {
-        self.dir().join(state::EXEC_FIFO)
+    /// The socket that `start` connects to; it exists while the container
+    /// is created and not yet started.
+    pub fn exec_socket_path(&self) -> PathBuf {
+        crate::exec_socket::path_in(&self.dir())
     }
 
     /// Returns true while the init process recorded for the container runs
@@ -153,12 +155,12 @@ impl Container {
         if !self.init_alive() {
             return Status::Stopped;
         }
-        // A frozen cgroup wins over the FIFO: a created container can be
-        // paused too.
+        // A frozen cgroup wins over the exec socket: a created container
+        // can be paused too.
         if self.state.cgroup.is_frozen().unwrap_or(false) {
             return Status::Paused;
         }
-        if self.fifo_path().exists() {
+        if self.exec_socket_path().exists() {
             return Status::Created;
         }
         Status::Running

@@ -19,7 +19,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 pub enum Error {
     #[error("invalid container id \"{id}\": {reason}")]
     InvalidId { id: String, reason: &'static str },
-    #[error("container \"{0}\" does not exist")]
+    #[error("container does not exist: {0}")]
     NotExist(String),
     #[error("container with id exists: {0}")]
     Exists(String),

@@ -9,6 +9,7 @@ pub mod commands;
 pub mod console;
 pub mod container;
 pub mod error;
+pub mod exec_socket;
 pub mod features;
 pub mod hooks;
 pub mod id;

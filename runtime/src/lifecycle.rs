@@ -1,8 +1,6 @@
 //! Starting, signalling and deleting containers that `create` made.
 
-use std::fs::{self, OpenOptions};
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
+use std::fs;
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{kill, Signal};
@@ -27,28 +25,14 @@ fn hook_state<'a>(container: &'a Container, status: &'a str, pid: Option<i32>) -
     }
 }
 
-/// Releases the init of a created container to exec its program, then
-/// runs the `poststart` hooks.
+/// Releases the init of a created container to exec its program, waits
+/// until it did, then runs the `poststart` hooks.
 pub fn start(container: &Container) -> Result<()> {
     let _lock = Lock::acquire(&container.root, container.id())?;
     container.status().check(Operation::Start, container.id())?;
-    let fifo_path = container.fifo_path();
-    // Non-blocking: with the init gone there is no reader and the open
-    // fails with ENXIO at once instead of hanging.
-    let mut fifo = match OpenOptions::new()
-        .write(true)
-        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
-        .open(&fifo_path)
-    {
-        Ok(fifo) => fifo,
-        Err(e) if e.raw_os_error() == Some(libc::ENXIO) => return Err(Error::NotRunning),
-        Err(e) => return Err(Error::io(format!("open {}", fifo_path.display()), e)),
-    };
-    fifo.write_all(&[0])
-        .map_err(|e| Error::io(format!("write {}", fifo_path.display()), e))?;
-    drop(fifo);
-    fs::remove_file(&fifo_path)
-        .map_err(|e| Error::io(format!("remove {}", fifo_path.display()), e))?;
+    crate::exec_socket::start(&container.dir())?;
+    let socket = container.exec_socket_path();
+    fs::remove_file(&socket).map_err(|e| Error::io(format!("remove {}", socket.display()), e))?;
     let state = hook_state(container, "running", Some(container.state.init_pid));
     hooks::run(hooks::Kind::Poststart, &container.state.config, &state)
 }

@@ -17,8 +17,6 @@ use crate::{Error, Result};
 
 /// File name of the record in the container's directory.
 pub const STATE_FILE: &str = "state.json";
-/// File name of the FIFO that `start` writes to release the init process.
-pub const EXEC_FIFO: &str = "exec.fifo";
 
 /// What the runtime stores about a container between commands.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -106,19 +104,19 @@ pub struct Lock {
 impl Lock {
     /// Waits for the lock on the directory of `id`.
     pub fn acquire(root: &Path, id: &str) -> Result<Lock> {
-        Self::lock(root, id, FlockArg::LockExclusive).map(|lock| lock.expect("blocking lock"))
+        Self::take(root, id, FlockArg::LockExclusive).map(|lock| lock.expect("blocking lock"))
     }
 
     /// Takes the lock on the directory of `id` if it is free. Returns `None`
     /// when another command holds it or the directory is gone.
     pub fn try_acquire(root: &Path, id: &str) -> Result<Option<Lock>> {
-        match Self::lock(root, id, FlockArg::LockExclusiveNonblock) {
+        match Self::take(root, id, FlockArg::LockExclusiveNonblock) {
             Err(Error::NotExist(_)) => Ok(None),
             other => other,
         }
     }
 
-    fn lock(root: &Path, id: &str, mode: FlockArg) -> Result<Option<Lock>> {
+    fn take(root: &Path, id: &str, mode: FlockArg) -> Result<Option<Lock>> {
         let path = dir(root, id);
         let file = match File::open(&path) {
             Ok(file) => file,

@@ -2,8 +2,6 @@
 //! from inside, waits for `start`, and execs the container's program.
 
 use std::convert::Infallible;
-use std::io::Read;
-use std::os::fd::AsRawFd;
 
 use nix::sched::{unshare, CloneFlags};
 use nix::sys::signal::{SigSet, SigmaskHow};
@@ -127,8 +125,33 @@ fn setup(args: &InitArgs) -> Result<Infallible> {
     close_inherited_fds(3 + args.preserve_fds)?;
 
     args.channel.send(&Message::Ready)?;
-    wait_for_start(args)?;
-    hooks::run(hooks::Kind::StartContainer, spec, &hook_state("created"))?;
+    let connection = crate::exec_socket::accept_start(&args.exec_socket)?;
+    let error = match release(
+        args,
+        no_new_privileges,
+        &program,
+        &program_args,
+        &env,
+        &hook_state("created"),
+    ) {
+        Ok(never) => match never {},
+        Err(error) => error,
+    };
+    crate::exec_socket::report_failure(&connection, &error.to_string());
+    Err(error)
+}
+
+/// The steps after `start`: `startContainer` hooks, the late seccomp
+/// filter, and exec. Returns only on failure.
+fn release(
+    args: &InitArgs,
+    no_new_privileges: bool,
+    program: &std::path::Path,
+    program_args: &[String],
+    env: &[String],
+    hook_state: &HookState,
+) -> Result<Infallible> {
+    hooks::run(hooks::Kind::StartContainer, &args.config.spec, hook_state)?;
     if let (Some(filter), true) = (&args.seccomp, no_new_privileges) {
         filter.install()?;
     }
@@ -136,7 +159,7 @@ fn setup(args: &InitArgs) -> Result<Infallible> {
     // blocked.
     nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)
         .context(|| "clear the signal mask".into())?;
-    Err(exec::execve(&program, &program_args, &env))
+    Err(exec::execve(program, program_args, env))
 }
 
 fn set_names(spec: &oci_spec::runtime::Spec) -> Result<()> {
@@ -214,27 +237,4 @@ fn close_inherited_fds(first: u32) -> Result<()> {
         ));
     }
     Ok(())
-}
-
-/// Blocks until `start` writes to the exec FIFO.
-fn wait_for_start(args: &InitArgs) -> Result<()> {
-    let mut fifo = std::fs::File::from(
-        args.fifo
-            .try_clone()
-            .context(|| "dup the exec fifo".into())?,
-    );
-    let mut byte = [0u8; 1];
-    loop {
-        match fifo.read(&mut byte) {
-            Ok(1) => return Ok(()),
-            Ok(_) => continue,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => {
-                return Err(Error::io(
-                    format!("read exec fifo (fd {})", args.fifo.as_raw_fd()),
-                    e,
-                ))
-            }
-        }
-    }
 }

@@ -6,9 +6,9 @@ pub mod exec;
 mod clone;
 mod init;
 
-use std::fs::{self, File, OpenOptions};
+use std::fs;
 use std::os::fd::OwnedFd;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::DirBuilderExt;
 use std::path::PathBuf;
 
 use nix::sys::signal::{kill, Signal};
@@ -53,9 +53,8 @@ pub(crate) struct InitArgs {
     pub seccomp: Option<seccomp::Filter>,
     pub capabilities: Option<capabilities::Sets>,
     pub channel: sync::Channel,
-    /// The exec FIFO, opened for reading and writing so the open never
-    /// blocks; the init reads one byte from it to start.
-    pub fifo: OwnedFd,
+    /// The listening exec socket that `start` connects to.
+    pub exec_socket: OwnedFd,
     pub console: Option<OwnedFd>,
     pub no_pivot: bool,
     pub no_new_keyring: bool,
@@ -171,15 +170,7 @@ pub fn create_with_console(options: &CreateOptions, console: Option<OwnedFd>) ->
     };
     let _lock = Lock::acquire(&options.root, &options.id)?;
 
-    let fifo_path = dir.join(state::EXEC_FIFO);
-    nix::unistd::mkfifo(&fifo_path, nix::sys::stat::Mode::from_bits_truncate(0o600))
-        .context(|| format!("mkfifo {}", fifo_path.display()))?;
-    let fifo: File = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .custom_flags(libc::O_CLOEXEC)
-        .open(&fifo_path)
-        .context(|| format!("open {}", fifo_path.display()))?;
+    let exec_socket = crate::exec_socket::listen_in(&dir)?;
 
     cgroup.create(linux.resources().as_ref())?;
     cleanup.cgroup = Some(cgroup.clone());
@@ -194,7 +185,7 @@ pub fn create_with_console(options: &CreateOptions, console: Option<OwnedFd>) ->
         seccomp,
         capabilities,
         channel: child_channel,
-        fifo: OwnedFd::from(fifo),
+        exec_socket,
         console,
         no_pivot: options.no_pivot,
         no_new_keyring: options.no_new_keyring,
@@ -206,7 +197,8 @@ pub fn create_with_console(options: &CreateOptions, console: Option<OwnedFd>) ->
         Err(e) => return Err(Error::sys("clone the container's init", e)),
     };
     cleanup.child = Some(child);
-    // The parent's copies would keep the FIFO readable after the init died.
+    // The parent's copy of the listener would accept `start` after the
+    // init died.
     drop(init_args);
 
     cgroup.add_process(child.as_raw())?;
