@@ -62,3 +62,14 @@ fn containerd_ctr_run_echo() {
     );
     assert_eq!(output.stdout, "ok\n", "{output}");
 }
+
+#[test]
+fn podman_default_seccomp_profile_applies() {
+    require_root!();
+    require_tools!("podman", "conmon");
+    let store = PodmanStore::with_busybox();
+    // podman puts its default seccomp profile in every config.json.
+    let output = podman_run(&store, &["grep", "Seccomp:", "/proc/self/status"]);
+    output.expect_success();
+    assert_eq!(output.stdout, "Seccomp:\t2\n", "{output}");
+}

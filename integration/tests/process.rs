@@ -221,3 +221,26 @@ fn process_sysctl() {
     let output = run_and_compare("sysctl", &bundle);
     assert_eq!(output.stdout, "1\n123456789\n4096\n");
 }
+
+#[test]
+fn cgroup_limits_seen_inside() {
+    require_root!();
+    let mut bundle = Bundle::busybox_sh(
+        "cat /sys/fs/cgroup/memory/memory.limit_in_bytes /sys/fs/cgroup/pids/pids.max \
+         /sys/fs/cgroup/cpu/cpu.shares /sys/fs/cgroup/cpu/cpu.cfs_quota_us",
+    );
+    bundle.config["linux"]["resources"] = serde_json::json!({
+        "memory": { "limit": 67108864 },
+        "pids": { "limit": 42 },
+        "cpu": { "shares": 512, "quota": 50000, "period": 100000 }
+    });
+    let has_cgroup_namespace = bundle.config["linux"]["namespaces"]
+        .as_array()
+        .is_some_and(|list| list.iter().any(|n| n["type"] == "cgroup"));
+    assert!(
+        has_cgroup_namespace,
+        "the cgroup files are read at the namespace root"
+    );
+    let output = run_and_compare("cgroup limits", &bundle);
+    assert_eq!(output.stdout, "67108864\n42\n512\n50000\n", "{output}");
+}

@@ -150,3 +150,93 @@ fn seccomp_several_rules() {
     let output = run_and_compare("seccomp rules", &bundle);
     assert_eq!(output.stdout, "before\n1\n", "{output}");
 }
+
+#[test]
+fn seccomp_trap_and_kill_process_exit_159() {
+    require_root!();
+    for action in [
+        "SCMP_ACT_TRAP",
+        "SCMP_ACT_KILL_PROCESS",
+        "SCMP_ACT_KILL_THREAD",
+    ] {
+        let mut bundle = Bundle::busybox(&["uname"]);
+        bundle.config["linux"]["seccomp"] = seccomp_blocking(&["uname"], action, None);
+        let output = run_and_compare(action, &bundle);
+        // 128 + SIGSYS (31).
+        assert_eq!(output.code(), 159, "{action}: {output}");
+    }
+}
+
+#[test]
+fn seccomp_log_allows_the_call() {
+    require_root!();
+    let mut bundle = Bundle::busybox(&["uname", "-s"]);
+    bundle.config["linux"]["seccomp"] = seccomp_blocking(&["uname"], "SCMP_ACT_LOG", None);
+    let output = run_and_compare("seccomp log", &bundle);
+    assert_eq!(output.stdout, "Linux\n", "{output}");
+}
+
+#[test]
+fn seccomp_trace_without_tracer_is_enosys() {
+    require_root!();
+    let mut bundle = Bundle::busybox_sh("mkdir /dev/shm/traced");
+    bundle.config["linux"]["seccomp"] =
+        seccomp_blocking(&["mkdir", "mkdirat"], "SCMP_ACT_TRACE", Some(1));
+    let output = run_and_compare("seccomp trace", &bundle);
+    assert!(
+        output.stderr.contains("Function not implemented"),
+        "{output}"
+    );
+}
+
+#[test]
+fn seccomp_default_errno_with_allow_list() {
+    require_root!();
+    // Every x86_64 system call but mkdir is allowed, so mkdir gets the
+    // default action with its errno.
+    let header = "/usr/include/x86_64-linux-gnu/asm/unistd_64.h";
+    let Ok(text) = std::fs::read_to_string(header) else {
+        eprintln!("skipped: {header} is missing (linux-libc-dev)");
+        return;
+    };
+    let names: Vec<&str> = text
+        .lines()
+        .filter_map(|line| line.strip_prefix("#define __NR_"))
+        .filter_map(|rest| rest.split_whitespace().next())
+        .filter(|name| *name != "mkdir" && *name != "mkdirat")
+        .collect();
+    let mut bundle = Bundle::busybox_sh("mkdir /dev/shm/x 2>&1; echo $?");
+    bundle.config["linux"]["seccomp"] = json!({
+        "defaultAction": "SCMP_ACT_ERRNO",
+        "defaultErrnoRet": 38,
+        "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"],
+        "syscalls": [{ "names": names, "action": "SCMP_ACT_ALLOW" }]
+    });
+    let output = run_and_compare("seccomp default errno", &bundle);
+    assert!(
+        output.stdout.contains("Function not implemented"),
+        "{output}"
+    );
+    assert!(output.stdout.ends_with("1\n"), "{output}");
+}
+
+#[test]
+fn seccomp_argument_condition() {
+    require_root!();
+    // kill(pid, 0) is blocked by a condition on the signal argument;
+    // kill(pid, SIGCONT) passes.
+    let mut bundle =
+        Bundle::busybox_sh("kill -0 $$ 2>/dev/null && echo zero; kill -CONT $$ && echo cont");
+    bundle.config["linux"]["seccomp"] = json!({
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "architectures": ["SCMP_ARCH_X86_64"],
+        "syscalls": [{
+            "names": ["kill"],
+            "action": "SCMP_ACT_ERRNO",
+            "errnoRet": 1,
+            "args": [{ "index": 1, "value": 0, "op": "SCMP_CMP_EQ" }]
+        }]
+    });
+    let output = run_and_compare("seccomp args", &bundle);
+    assert_eq!(output.stdout, "cont\n", "{output}");
+}
