@@ -33,6 +33,7 @@ pub fn unmount_under(dir: &Path) {
 /// A podman storage and run directory of its own.
 pub struct PodmanStore {
     dir: TempDir,
+    cgroup_parent: String,
 }
 
 impl PodmanStore {
@@ -42,7 +43,8 @@ impl PodmanStore {
             .prefix("hull-podman-")
             .tempdir()
             .unwrap();
-        let store = PodmanStore { dir };
+        let cgroup_parent = crate::unique_id("hull-podman");
+        let store = PodmanStore { dir, cgroup_parent };
         let archive = store.dir.path().join("busybox.tar");
         let status = Command::new("tar")
             .arg("-C")
@@ -57,6 +59,12 @@ impl PodmanStore {
         import.arg("import").arg(&archive).arg(BUSYBOX_IMAGE);
         run_command(import, Duration::from_secs(120)).expect_success();
         store
+    }
+
+    /// The cgroup under which this store's containers run (`run
+    /// --cgroup-parent`), removed on drop.
+    pub fn cgroup_parent(&self) -> &str {
+        &self.cgroup_parent
     }
 
     /// Returns `podman` with the store, runroot, tmpdir, cgroupfs manager
@@ -85,6 +93,7 @@ impl Drop for PodmanStore {
         let _ = cmd.status();
         unmount_under(self.dir.path());
         remove_dir_with_retries(self.dir.path());
+        crate::host::remove_empty_cgroups(&self.cgroup_parent);
     }
 }
 
@@ -92,6 +101,9 @@ impl Drop for PodmanStore {
 pub struct Containerd {
     dir: TempDir,
     daemon: Child,
+    /// The containerd namespace of this daemon's containers; the runc
+    /// shim puts them in cgroups below a cgroup of that name.
+    namespace: String,
 }
 
 impl Containerd {
@@ -126,7 +138,11 @@ impl Containerd {
             .stderr(log)
             .spawn()
             .expect("failed to start containerd");
-        let containerd = Containerd { dir, daemon };
+        let containerd = Containerd {
+            dir,
+            daemon,
+            namespace: crate::unique_id("hulltest"),
+        };
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             let mut version = containerd.ctr();
@@ -148,12 +164,12 @@ impl Containerd {
         self.dir.path().join("containerd.sock")
     }
 
-    /// Returns `ctr` talking to this daemon in the `hulltest` namespace.
+    /// Returns `ctr` talking to this daemon in its own namespace.
     pub fn ctr(&self) -> Command {
         let mut cmd = Command::new("ctr");
         cmd.arg("--address")
             .arg(self.socket())
-            .args(["--namespace", "hulltest"]);
+            .args(["--namespace", &self.namespace]);
         cmd
     }
 
@@ -211,6 +227,7 @@ impl Drop for Containerd {
         }
         unmount_under(self.dir.path());
         remove_dir_with_retries(self.dir.path());
+        crate::host::remove_empty_cgroups(&self.namespace);
     }
 }
 

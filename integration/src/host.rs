@@ -177,3 +177,21 @@ pub fn processes_rooted_in(root: &Path) -> Vec<i32> {
         })
         .collect()
 }
+
+/// Removes every cgroup directory named `name`, with the cgroups below it,
+/// where they hold no process. Engines such as podman and containerd
+/// create parent cgroups (and podman a `conmon` child) that outlive their
+/// containers; rmdir fails on a cgroup that still has processes.
+pub fn remove_empty_cgroups(name: &str) {
+    fn remove_tree(dir: &Path) {
+        for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                remove_tree(&entry.path());
+            }
+        }
+        let _ = std::fs::remove_dir(dir);
+    }
+    for dir in cgroup_dirs(name) {
+        remove_tree(&dir);
+    }
+}

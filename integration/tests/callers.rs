@@ -15,6 +15,7 @@ fn podman_run(store: &PodmanStore, command: &[&str]) -> Output {
     run.arg("--runtime")
         .arg(hull_binary())
         .args(["run", "--rm", "--network", "none"])
+        .args(["--cgroup-parent", store.cgroup_parent()])
         .args([
             "--ulimit",
             "nofile=1024:1024",
