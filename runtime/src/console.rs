@@ -23,10 +23,11 @@ pub fn connect(path: &Path) -> Result<OwnedFd> {
 }
 
 /// Makes the pty, sends its master over `socket`, and makes the slave the
-/// calling process's stdio and controlling terminal. Runs in the init after
+/// calling process's stdio and controlling terminal; with `bind_console`
+/// (the init's terminal) also bind-mounts it on `/dev/console`. Runs in the init after
 /// the switch to the container's root, so the pty comes from the
 /// container's devpts.
-pub fn setup(socket: OwnedFd, size: Option<(u16, u16)>) -> Result<()> {
+pub fn setup(socket: OwnedFd, size: Option<(u16, u16)>, bind_console: bool) -> Result<()> {
     let master = posix_openpt(OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC)
         .context(|| "open /dev/ptmx".into())?;
     grantpt(&master).context(|| "grantpt".into())?;
@@ -56,7 +57,9 @@ pub fn setup(socket: OwnedFd, size: Option<(u16, u16)>) -> Result<()> {
         nix::sys::stat::Mode::empty(),
     )
     .context(|| format!("open {slave_path}"))?;
-    mount_console(&slave_path);
+    if bind_console {
+        mount_console(&slave_path);
+    }
 
     let fds = [master.as_raw_fd()];
     let payload = [IoSlice::new(slave_path.as_bytes())];

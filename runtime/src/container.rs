@@ -136,16 +136,15 @@ impl Container {
     }
 
     /// Returns true while the init process recorded for the container runs
-    /// (a zombie counts as exited; a pid reused by another process too).
+    /// (an exiting process or a zombie counts as exited; a pid reused by
+    /// another process too).
     pub fn init_alive(&self) -> bool {
         let pid = self.state.init_pid;
         if pid <= 0 {
             return false;
         }
         match utils::proc_stat(pid) {
-            Some(stat) => {
-                stat.start_time == self.state.init_start_time && !matches!(stat.state, 'Z' | 'X')
-            }
+            Some(stat) => stat.start_time == self.state.init_start_time && !stat.exited(),
             None => false,
         }
     }

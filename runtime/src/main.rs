@@ -33,6 +33,8 @@ enum Command {
     Run(commands::run::Args),
     /// Output the state of a container
     State(commands::state::Args),
+    /// Execute a new process inside the container
+    Exec(commands::exec::Args),
     /// Send a signal to the container's init process (SIGTERM by default)
     Kill(commands::kill::Args),
     /// Delete any resources held by the container
@@ -76,22 +78,106 @@ const LONG_FLAGS: &[&str] = &[
     "quiet",
     "help",
     "version",
+    "cwd",
+    "env",
+    "tty",
+    "user",
+    "additional-gids",
+    "process",
+    "process-label",
+    "apparmor",
+    "no-new-privs",
+    "cap",
+    "ignore-paused",
 ];
 
-/// Rewrites `-flag` and `-flag=value` into `--flag`, as runc's parser
-/// takes both spellings.
+/// Flags whose value is the next argument when not given with `=`.
+const VALUE_FLAGS: &[&str] = &[
+    "--root",
+    "--log",
+    "--log-format",
+    "--criu",
+    "--bundle",
+    "-b",
+    "--console-socket",
+    "--pid-file",
+    "--preserve-fds",
+    "--cwd",
+    "--env",
+    "-e",
+    "--user",
+    "-u",
+    "--additional-gids",
+    "-g",
+    "--process",
+    "-p",
+    "--process-label",
+    "--apparmor",
+    "--cap",
+    "-c",
+    "--format",
+    "-f",
+];
+
+/// Rewrites `-flag` and `-flag=value` into `--flag`, as runc's parser takes
+/// both spellings. Arguments after the container id (the command of
+/// `exec`, the ps arguments of `ps`) are left as they are.
 fn normalise(args: impl Iterator<Item = String>) -> Vec<String> {
-    args.map(|arg| {
+    let mut out = vec![];
+    let mut positionals = 0;
+    let mut takes_value = false;
+    for arg in args {
+        // The program name, the subcommand and the container id.
+        if positionals >= 3 {
+            out.push(arg);
+            continue;
+        }
+        if takes_value {
+            takes_value = false;
+            out.push(arg);
+            continue;
+        }
+        if arg == "--" || !arg.starts_with('-') {
+            positionals += 1;
+            out.push(arg);
+            continue;
+        }
         let name = arg
             .strip_prefix('-')
             .filter(|rest| !rest.starts_with('-'))
             .map(|rest| rest.split('=').next().unwrap_or(rest));
-        match name {
+        let arg = match name {
             Some(name) if LONG_FLAGS.contains(&name) => format!("-{arg}"),
             _ => arg,
-        }
-    })
-    .collect()
+        };
+        takes_value = !arg.contains('=') && VALUE_FLAGS.contains(&arg.as_str());
+        out.push(arg);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::normalise;
+
+    fn split(line: &str) -> Vec<String> {
+        line.split(' ').map(str::to_owned).collect()
+    }
+
+    #[test]
+    fn single_dash_long_flags_become_double() {
+        let args = normalise(split("hull -root /r create -bundle /b -pid-file=/p id").into_iter());
+        assert_eq!(
+            args,
+            split("hull --root /r create --bundle /b --pid-file=/p id")
+        );
+    }
+
+    #[test]
+    fn exec_command_is_left_alone() {
+        let args = normalise(split("hull exec -e A=1 id find / -user root").into_iter());
+        assert_eq!(args, split("hull exec -e A=1 id find / -user root"));
+    }
 }
 
 fn main() -> ExitCode {
@@ -122,6 +208,7 @@ fn main() -> ExitCode {
         Command::Start(args) => commands::start::run(global, args),
         Command::Run(args) => commands::run::run(global, args),
         Command::State(args) => commands::state::run(global, args),
+        Command::Exec(args) => commands::exec::run(global, args),
         Command::Kill(args) => commands::kill::run(global, args),
         Command::Delete(args) => commands::delete::run(global, args),
         Command::List(args) => commands::list::run(global, args),

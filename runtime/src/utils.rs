@@ -29,6 +29,20 @@ pub struct ProcStat {
     pub state: char,
     /// Start time in clock ticks since boot.
     pub start_time: u64,
+    /// The kernel's task flags (`PF_*`).
+    pub flags: u64,
+}
+
+/// Task flag of a process that has begun to exit. The init of a pid
+/// namespace stays in this state, not yet a zombie, until every other
+/// process of the namespace is gone.
+pub const PF_EXITING: u64 = 0x4;
+
+impl ProcStat {
+    /// Returns true when the process has exited or is exiting.
+    pub fn exited(&self) -> bool {
+        matches!(self.state, 'Z' | 'X') || self.flags & PF_EXITING != 0
+    }
 }
 
 /// Reads `/proc/PID/stat`. Returns `None` when there is no such process.
@@ -43,10 +57,16 @@ fn parse_proc_stat(text: &str) -> Option<ProcStat> {
     let rest = &text[text.rfind(')')? + 1..];
     let mut fields = rest.split_ascii_whitespace();
     let state = fields.next()?.chars().next()?;
-    // Field 22 of stat is the start time; after the command (field 2) and
-    // the state (field 3), it is the 19th of the remaining fields.
-    let start_time = fields.nth(18)?.parse().ok()?;
-    Some(ProcStat { state, start_time })
+    // Counted after the command (field 2) and the state (field 3): the
+    // flags (field 9) are the 6th of the remaining fields and the start
+    // time (field 22) the 19th.
+    let flags = fields.nth(5)?.parse().ok()?;
+    let start_time = fields.nth(12)?.parse().ok()?;
+    Some(ProcStat {
+        state,
+        start_time,
+        flags,
+    })
 }
 
 #[cfg(test)]
@@ -65,7 +85,9 @@ mod tests {
         let text = "42 (a) b) S 1 42 42 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 777 1000 10";
         let stat = parse_proc_stat(text).unwrap();
         assert_eq!(stat.state, 'S');
+        assert_eq!(stat.flags, 4194560);
         assert_eq!(stat.start_time, 777);
+        assert!(!stat.exited());
     }
 
     #[test]

@@ -2,7 +2,9 @@
 
 pub mod create;
 pub mod delete;
+pub mod exec;
 pub mod features;
+mod foreground;
 pub mod kill;
 pub mod list;
 pub mod pause;
@@ -12,7 +14,6 @@ pub mod run;
 pub mod spec;
 pub mod start;
 pub mod state;
-mod terminal;
 
 use std::path::PathBuf;
 

@@ -9,7 +9,9 @@ use std::path::{Path, PathBuf};
 use nix::unistd::{Gid, Uid};
 use oci_spec::runtime::{PosixRlimit, Process};
 
+use crate::capabilities::Sets;
 use crate::error::Context;
+use crate::seccomp::Filter;
 use crate::{Error, Result};
 
 /// PATH used to find the program when `process.env` sets none.
@@ -174,6 +176,118 @@ pub fn execve(path: &Path, args: &[String], env: &[String]) -> Error {
         Err(e) => Error::sys(format!("exec {}", path.display()), e),
         Ok(never) => match never {},
     }
+}
+
+/// A process whose credentials and limits are applied, ready to exec.
+pub struct Prepared<'a> {
+    program: PathBuf,
+    args: Vec<String>,
+    env: Vec<String>,
+    /// The filter to install last, with no_new_privs set.
+    late_seccomp: Option<&'a Filter>,
+}
+
+/// Applies `process` to the calling process: rlimits, working directory,
+/// capabilities, user and groups, no_new_privs; installs the seccomp filter
+/// when it must come before the capabilities drop; finds the program; and
+/// marks inherited descriptors from 3+`preserve_fds` on close-on-exec.
+/// Shared by the container's init and by `exec`.
+pub fn prepare<'a>(
+    process: &Process,
+    seccomp: Option<&'a Filter>,
+    capabilities: Option<&Sets>,
+    preserve_fds: u32,
+) -> Result<Prepared<'a>> {
+    set_rlimits(process.rlimits().as_deref().unwrap_or_default())?;
+    let env = environment(process);
+    let cwd = process.cwd();
+    let cwd_entered = enter_cwd(cwd, true)?;
+
+    let no_new_privileges = process.no_new_privileges().unwrap_or(false);
+    if let (Some(filter), false) = (seccomp, no_new_privileges) {
+        // Without no_new_privs, installing a filter needs CAP_SYS_ADMIN,
+        // which the capability sets below may drop.
+        filter.install()?;
+    }
+    if let Some(sets) = capabilities {
+        sets.apply_bounding()?;
+    }
+    set_user(process)?;
+    if let Some(sets) = capabilities {
+        sets.apply_process_sets()?;
+    }
+    if !cwd_entered {
+        enter_cwd(cwd, false)?;
+    }
+    if no_new_privileges {
+        nix::sys::prctl::set_no_new_privs().context(|| "set no_new_privs".into())?;
+    }
+
+    let args = process.args().clone().unwrap_or_default();
+    let program = find_program(&args[0], &env)?;
+    close_inherited_fds(3 + preserve_fds)?;
+    Ok(Prepared {
+        program,
+        args,
+        env,
+        late_seccomp: seccomp.filter(|_| no_new_privileges),
+    })
+}
+
+impl Prepared<'_> {
+    /// Installs the late seccomp filter, clears the signal mask and execs.
+    /// Returns only on failure.
+    pub fn exec(self) -> Error {
+        if let Some(filter) = self.late_seccomp {
+            if let Err(e) = filter.install() {
+                return e.into();
+            }
+        }
+        // `run` and `exec` block the signals they forward; the program
+        // starts with none blocked.
+        let empty = nix::sys::signal::SigSet::empty();
+        if let Err(e) = nix::sys::signal::sigprocmask(
+            nix::sys::signal::SigmaskHow::SIG_SETMASK,
+            Some(&empty),
+            None,
+        ) {
+            return Error::sys("clear the signal mask", e);
+        }
+        execve(&self.program, &self.args, &self.env)
+    }
+}
+
+/// Enters the working directory, creating it when missing. On the first
+/// try (as root) a permission error is left for the retry as the
+/// process's user; returns whether the directory was entered.
+fn enter_cwd(cwd: &Path, first_try: bool) -> Result<bool> {
+    if first_try && !cwd.exists() {
+        std::fs::create_dir_all(cwd).context(|| format!("create process.cwd {}", cwd.display()))?;
+    }
+    match nix::unistd::chdir(cwd) {
+        Ok(()) => Ok(true),
+        Err(nix::Error::EACCES | nix::Error::EPERM) if first_try => Ok(false),
+        Err(e) => Err(Error::sys(
+            format!("chdir to process.cwd {} set in config.json", cwd.display()),
+            e,
+        )),
+    }
+}
+
+/// Marks every descriptor from `first` on close-on-exec, so that nothing
+/// of the runtime or its caller leaks into the container.
+fn close_inherited_fds(first: u32) -> Result<()> {
+    const CLOSE_RANGE_CLOEXEC: libc::c_uint = 1 << 2;
+    // SAFETY: close_range with CLOSE_RANGE_CLOEXEC only sets a flag on the
+    // descriptors in the range; it closes nothing.
+    let rc = unsafe { libc::syscall(libc::SYS_close_range, first, u32::MAX, CLOSE_RANGE_CLOEXEC) };
+    if rc != 0 {
+        return Err(Error::io(
+            "mark inherited fds close-on-exec",
+            std::io::Error::last_os_error(),
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

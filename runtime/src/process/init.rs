@@ -4,7 +4,6 @@
 use std::convert::Infallible;
 
 use nix::sched::{unshare, CloneFlags};
-use nix::sys::signal::{SigSet, SigmaskHow};
 use oci_spec::runtime::LinuxNamespaceType;
 
 use super::{exec, InitArgs};
@@ -86,7 +85,7 @@ fn setup(args: &InitArgs) -> Result<Infallible> {
             .console_size()
             .as_ref()
             .map(|b| (b.height() as u16, b.width() as u16));
-        crate::console::setup(fd, size)?;
+        crate::console::setup(fd, size, true)?;
     }
     write_sysctls(spec)?;
     rootfs::finalize(spec, options)?;
@@ -94,46 +93,16 @@ fn setup(args: &InitArgs) -> Result<Infallible> {
         std::fs::write("/proc/self/oom_score_adj", score.to_string())
             .context(|| format!("set oom_score_adj to {score}"))?;
     }
-    exec::set_rlimits(process.rlimits().as_deref().unwrap_or_default())?;
-
-    let env = exec::environment(process);
-    let cwd = process.cwd();
-    let cwd_changed = enter_cwd(cwd, true)?;
-
-    let no_new_privileges = process.no_new_privileges().unwrap_or(false);
-    if let (Some(filter), false) = (&args.seccomp, no_new_privileges) {
-        // Without no_new_privs, installing a filter needs CAP_SYS_ADMIN,
-        // which the capability sets below may drop.
-        filter.install()?;
-    }
-    if let Some(sets) = &args.capabilities {
-        sets.apply_bounding()?;
-    }
-    exec::set_user(process)?;
-    if let Some(sets) = &args.capabilities {
-        sets.apply_process_sets()?;
-    }
-    if !cwd_changed {
-        enter_cwd(cwd, false)?;
-    }
-    if no_new_privileges {
-        nix::sys::prctl::set_no_new_privs().context(|| "set no_new_privs".into())?;
-    }
-
-    let program_args = process.args().clone().unwrap_or_default();
-    let program = exec::find_program(&program_args[0], &env)?;
-    close_inherited_fds(3 + args.preserve_fds)?;
+    let prepared = exec::prepare(
+        process,
+        args.seccomp.as_ref(),
+        args.capabilities.as_ref(),
+        args.preserve_fds,
+    )?;
 
     args.channel.send(&Message::Ready)?;
     let connection = crate::exec_socket::accept_start(&args.exec_socket)?;
-    let error = match release(
-        args,
-        no_new_privileges,
-        &program,
-        &program_args,
-        &env,
-        &hook_state("created"),
-    ) {
+    let error = match release(args, prepared, &hook_state("created")) {
         Ok(never) => match never {},
         Err(error) => error,
     };
@@ -141,25 +110,15 @@ fn setup(args: &InitArgs) -> Result<Infallible> {
     Err(error)
 }
 
-/// The steps after `start`: `startContainer` hooks, the late seccomp
-/// filter, and exec. Returns only on failure.
+/// The steps after `start`: `startContainer` hooks, then exec. Returns
+/// only on failure.
 fn release(
     args: &InitArgs,
-    no_new_privileges: bool,
-    program: &std::path::Path,
-    program_args: &[String],
-    env: &[String],
+    prepared: exec::Prepared,
     hook_state: &HookState,
 ) -> Result<Infallible> {
     hooks::run(hooks::Kind::StartContainer, &args.config.spec, hook_state)?;
-    if let (Some(filter), true) = (&args.seccomp, no_new_privileges) {
-        filter.install()?;
-    }
-    // `run` blocks the signals it forwards; the program starts with none
-    // blocked.
-    nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)
-        .context(|| "clear the signal mask".into())?;
-    Err(exec::execve(program, program_args, env))
+    Err(prepared.exec())
 }
 
 fn set_names(spec: &oci_spec::runtime::Spec) -> Result<()> {
@@ -202,39 +161,6 @@ fn write_sysctls(spec: &oci_spec::runtime::Spec) -> Result<()> {
     for (key, value) in sysctls.unwrap_or_default() {
         let path = format!("/proc/sys/{}", key.replace('.', "/"));
         std::fs::write(&path, &value).context(|| format!("set sysctl {key} to {value:?}"))?;
-    }
-    Ok(())
-}
-
-/// Enters the working directory, creating it when missing. On the first
-/// try (as root) a permission error is left for the retry as the
-/// container's user; returns whether the directory was entered.
-fn enter_cwd(cwd: &std::path::Path, first_try: bool) -> Result<bool> {
-    if first_try && !cwd.exists() {
-        std::fs::create_dir_all(cwd).context(|| format!("create process.cwd {}", cwd.display()))?;
-    }
-    match nix::unistd::chdir(cwd) {
-        Ok(()) => Ok(true),
-        Err(nix::Error::EACCES | nix::Error::EPERM) if first_try => Ok(false),
-        Err(e) => Err(Error::sys(
-            format!("chdir to process.cwd {} set in config.json", cwd.display()),
-            e,
-        )),
-    }
-}
-
-/// Marks every descriptor from `first` on close-on-exec, so that nothing
-/// of the runtime or its caller leaks into the container.
-fn close_inherited_fds(first: u32) -> Result<()> {
-    const CLOSE_RANGE_CLOEXEC: libc::c_uint = 1 << 2;
-    // SAFETY: close_range with CLOSE_RANGE_CLOEXEC only sets a flag on the
-    // descriptors in the range; it closes nothing.
-    let rc = unsafe { libc::syscall(libc::SYS_close_range, first, u32::MAX, CLOSE_RANGE_CLOEXEC) };
-    if rc != 0 {
-        return Err(Error::io(
-            "mark inherited fds close-on-exec",
-            std::io::Error::last_os_error(),
-        ));
     }
     Ok(())
 }

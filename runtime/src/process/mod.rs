@@ -1,6 +1,7 @@
 //! Creating a container: the runtime's side of `create`, which clones the
 //! init into its namespaces and cgroup and waits until it is ready to exec.
 
+pub mod enter;
 pub mod exec;
 
 mod clone;

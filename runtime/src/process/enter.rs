@@ -1,0 +1,216 @@
+//! `exec`: a new process in a running container. It joins the init's
+//! namespaces and cgroup, takes the container's seccomp profile and the
+//! process's capabilities, user and limits, and execs.
+
+use std::convert::Infallible;
+use std::fs::File;
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::PathBuf;
+
+use nix::sched::{setns, CloneFlags};
+use nix::unistd::Pid;
+use oci_spec::runtime::{LinuxNamespaceType, Process};
+
+use super::{clone, exec};
+use crate::capabilities;
+use crate::container::{Container, Status};
+use crate::error::Context;
+use crate::seccomp;
+use crate::sync::{self, Message};
+use crate::{Error, Result};
+
+/// What `exec` runs and how.
+pub struct ExecOptions {
+    pub process: Process,
+    pub console_socket: Option<PathBuf>,
+    /// A connected socket that receives the pty master in place of
+    /// `--console-socket` (foreground `exec -t` proxies the terminal).
+    pub console: Option<OwnedFd>,
+    pub preserve_fds: u32,
+    /// Allows exec into a paused container (the process starts frozen).
+    pub ignore_paused: bool,
+}
+
+/// The namespace types in the order the new process joins them: user first
+/// (it decides the rights for the others), mount last but for cgroup.
+const JOIN_ORDER: [(LinuxNamespaceType, &str); 8] = [
+    (LinuxNamespaceType::User, "user"),
+    (LinuxNamespaceType::Ipc, "ipc"),
+    (LinuxNamespaceType::Uts, "uts"),
+    (LinuxNamespaceType::Network, "net"),
+    (LinuxNamespaceType::Pid, "pid"),
+    (LinuxNamespaceType::Time, "time"),
+    (LinuxNamespaceType::Mount, "mnt"),
+    (LinuxNamespaceType::Cgroup, "cgroup"),
+];
+
+/// Starts the process in `container`; returns its pid once it has exec'd.
+pub fn exec(container: &Container, options: ExecOptions) -> Result<Pid> {
+    match container.status() {
+        Status::Running | Status::Created => {}
+        Status::Paused if options.ignore_paused => {}
+        Status::Paused => {
+            return Err(Error::Message(
+                "cannot exec in a paused container (use --ignore-paused to override)".into(),
+            ))
+        }
+        Status::Stopped | Status::Creating => {
+            return Err(Error::Message("cannot exec in a stopped container".into()))
+        }
+    }
+    let spec = &container.state.config;
+    let process = &options.process;
+    if process.args().as_ref().is_none_or(|args| args.is_empty()) {
+        return Err(Error::Spec("exec: the process has no args".into()));
+    }
+    if !process.cwd().is_absolute() {
+        return Err(Error::Spec(format!(
+            "exec: cwd {:?} must be an absolute path",
+            process.cwd()
+        )));
+    }
+    let filter = spec
+        .linux()
+        .as_ref()
+        .and_then(|linux| linux.seccomp().as_ref())
+        .map(seccomp::compile)
+        .transpose()?;
+    let sets = process
+        .capabilities()
+        .as_ref()
+        .map(capabilities::Sets::from_spec)
+        .transpose()?;
+    exec::check_rlimits(process.rlimits().as_deref().unwrap_or_default())?;
+    let console = match (
+        &options.console,
+        &options.console_socket,
+        process.terminal().unwrap_or(false),
+    ) {
+        (Some(console), _, true) => Some(
+            console
+                .try_clone()
+                .context(|| "dup the console socket".into())?,
+        ),
+        (None, Some(path), true) => Some(crate::console::connect(path)?),
+        (_, None, true) => {
+            return Err(Error::Spec(
+                "exec: the process wants a terminal but no --console-socket was given".into(),
+            ))
+        }
+        (_, _, false) => None,
+    };
+
+    let namespaces = open_namespaces(container)?;
+    // Joined here, the pid namespace applies to the child cloned next.
+    for (kind, fd) in &namespaces {
+        if *kind == LinuxNamespaceType::Pid {
+            setns(fd.as_fd(), CloneFlags::CLONE_NEWPID)
+                .context(|| "join the container's pid namespace".into())?;
+        }
+    }
+
+    let (parent, child) = sync::pair()?;
+    let pid = match clone::fork_into(CloneFlags::empty()) {
+        Ok(Some(pid)) => pid,
+        Ok(None) => {
+            drop(parent);
+            let error = match enter(
+                &namespaces,
+                process,
+                filter.as_ref(),
+                sets.as_ref(),
+                console,
+                options.preserve_fds,
+                &child,
+            ) {
+                Ok(never) => match never {},
+                Err(error) => error,
+            };
+            let _ = child.send(&Message::Failed(error.to_string()));
+            // SAFETY: _exit ends this copy without running the parent's
+            // atexit handlers or flushing the stdio buffers it shares.
+            unsafe { libc::_exit(255) }
+        }
+        Err(e) => return Err(Error::sys("fork the exec process", e)),
+    };
+    drop(child);
+    // The new process is not in the container until it is in its cgroup.
+    if let Err(e) = container.state.cgroup.add_process(pid.as_raw()) {
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+        let _ = nix::sys::wait::waitpid(pid, None);
+        return Err(e.into());
+    }
+    parent.send(&Message::Go)?;
+    // A successful exec closes the child's end of the pair (close-on-exec).
+    match parent.recv()? {
+        None => Ok(pid),
+        Some(Message::Failed(message)) => {
+            let _ = nix::sys::wait::waitpid(pid, None);
+            Err(Error::Message(message))
+        }
+        Some(other) => Err(Error::Message(format!(
+            "unexpected {other:?} from the exec process"
+        ))),
+    }
+}
+
+/// Opens the namespaces of the container's init that the spec lists.
+fn open_namespaces(container: &Container) -> Result<Vec<(LinuxNamespaceType, OwnedFd)>> {
+    let listed: Vec<LinuxNamespaceType> = container
+        .state
+        .config
+        .linux()
+        .as_ref()
+        .and_then(|linux| linux.namespaces().as_ref())
+        .map(|list| list.iter().map(|n| n.typ()).collect())
+        .unwrap_or_default();
+    let pid = container.state.init_pid;
+    let mut opened = vec![];
+    for (kind, name) in JOIN_ORDER {
+        if !listed.contains(&kind) {
+            continue;
+        }
+        let path = format!("/proc/{pid}/ns/{name}");
+        let file = File::open(&path).context(|| format!("open {path} of the container's init"))?;
+        opened.push((kind, OwnedFd::from(file)));
+    }
+    // The init may have exited and its pid been reused while the files
+    // were opened.
+    if !container.init_alive() {
+        return Err(Error::Message("cannot exec in a stopped container".into()));
+    }
+    Ok(opened)
+}
+
+/// The new process's side: joins the namespaces, applies the process and
+/// execs. Returns only on failure.
+fn enter(
+    namespaces: &[(LinuxNamespaceType, OwnedFd)],
+    process: &Process,
+    filter: Option<&seccomp::Filter>,
+    sets: Option<&capabilities::Sets>,
+    console: Option<OwnedFd>,
+    preserve_fds: u32,
+    channel: &sync::Channel,
+) -> Result<Infallible> {
+    // Like the init, the process runs the host's hull binary until it execs;
+    // not dumpable, it cannot be reached through /proc/PID/exe.
+    nix::sys::prctl::set_dumpable(false).context(|| "make the exec process non-dumpable".into())?;
+    channel.expect(&Message::Go)?;
+    for (kind, fd) in namespaces {
+        if *kind == LinuxNamespaceType::Pid {
+            continue;
+        }
+        let flag = CloneFlags::from_bits_truncate(*kind as i32);
+        setns(fd.as_fd(), flag).context(|| format!("join the container's {kind:?} namespace"))?;
+    }
+    if let Some(console) = console {
+        let size = process
+            .console_size()
+            .as_ref()
+            .map(|b| (b.height() as u16, b.width() as u16));
+        crate::console::setup(console, size, false)?;
+    }
+    let prepared = exec::prepare(process, filter, sets, preserve_fds)?;
+    Err(prepared.exec())
+}
