@@ -156,30 +156,6 @@ fn normalise(args: impl Iterator<Item = String>) -> Vec<String> {
     out
 }
 
-#[cfg(test)]
-mod tests {
-    use super::normalise;
-
-    fn split(line: &str) -> Vec<String> {
-        line.split(' ').map(str::to_owned).collect()
-    }
-
-    #[test]
-    fn single_dash_long_flags_become_double() {
-        let args = normalise(split("hull -root /r create -bundle /b -pid-file=/p id").into_iter());
-        assert_eq!(
-            args,
-            split("hull --root /r create --bundle /b --pid-file=/p id")
-        );
-    }
-
-    #[test]
-    fn exec_command_is_left_alone() {
-        let args = normalise(split("hull exec -e A=1 id find / -user root").into_iter());
-        assert_eq!(args, split("hull exec -e A=1 id find / -user root"));
-    }
-}
-
 fn main() -> ExitCode {
     let cli = Cli::parse_from(normalise(std::env::args()));
     let Some(command) = &cli.command else {
@@ -227,5 +203,29 @@ fn main() -> ExitCode {
             }
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::normalise;
+
+    fn split(line: &str) -> Vec<String> {
+        line.split(' ').map(str::to_owned).collect()
+    }
+
+    #[test]
+    fn single_dash_long_flags_become_double() {
+        let args = normalise(split("hull -root /r create -bundle /b -pid-file=/p id").into_iter());
+        assert_eq!(
+            args,
+            split("hull --root /r create --bundle /b --pid-file=/p id")
+        );
+    }
+
+    #[test]
+    fn exec_command_is_left_alone() {
+        let args = normalise(split("hull exec -e A=1 id find / -user root").into_iter());
+        assert_eq!(args, split("hull exec -e A=1 id find / -user root"));
     }
 }
