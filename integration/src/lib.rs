@@ -12,6 +12,7 @@ pub mod compare;
 pub mod fixtures;
 pub mod host;
 pub mod output;
+pub mod pty;
 pub mod runtime;
 mod template;
 

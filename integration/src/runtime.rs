@@ -1,9 +1,9 @@
 //! Running runtime commands with a private state directory.
 
-use std::cell::RefCell;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::Mutex;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -28,7 +28,7 @@ pub struct Runtime {
     root: TempDir,
     /// Files that hold the stdout and stderr of each container and the length
     /// they had when the runtime command that started it returned.
-    containers: RefCell<HashMap<String, ContainerStdio>>,
+    containers: Mutex<HashMap<String, ContainerStdio>>,
 }
 
 struct ContainerStdio {
@@ -49,7 +49,7 @@ impl Runtime {
             name: name.to_owned(),
             binary,
             root,
-            containers: RefCell::new(HashMap::new()),
+            containers: Mutex::new(HashMap::new()),
         }
     }
 
@@ -127,17 +127,25 @@ impl Runtime {
         args.extend_from_slice(extra);
         args.push(id);
         let cmd = self.command(&args);
-        self.containers.borrow_mut().insert(
-            id.to_owned(),
-            ContainerStdio {
-                stdout: stdout.clone(),
-                stderr: stderr.clone(),
-                stdout_offset: 0,
-                stderr_offset: 0,
-            },
-        );
+        self.containers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(
+                id.to_owned(),
+                ContainerStdio {
+                    stdout: stdout.clone(),
+                    stderr: stderr.clone(),
+                    stdout_offset: 0,
+                    stderr_offset: 0,
+                },
+            );
         let output = self.exec_command(cmd, Some((&stdout, &stderr)));
-        if let Some(files) = self.containers.borrow_mut().get_mut(id) {
+        if let Some(files) = self
+            .containers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get_mut(id)
+        {
             files.stdout_offset = output.stdout.len();
             files.stderr_offset = output.stderr.len();
         }
@@ -169,7 +177,7 @@ impl Runtime {
     /// Returns what the container printed after the runtime command that
     /// created it returned: `(stdout, stderr)`.
     pub fn container_output(&self, id: &str) -> (String, String) {
-        let containers = self.containers.borrow();
+        let containers = self.containers.lock().unwrap_or_else(|e| e.into_inner());
         let files = containers
             .get(id)
             .unwrap_or_else(|| panic!("container {id} was not started by this helper"));
@@ -258,7 +266,12 @@ impl Runtime {
 
 impl Drop for Runtime {
     fn drop(&mut self) {
-        for id in self.containers.borrow().keys() {
+        for id in self
+            .containers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .keys()
+        {
             let _ = self.exec_quiet(&["kill", id, "KILL"]);
             let _ = self.exec_quiet(&["delete", "--force", id]);
             host::remove_cgroups(id);

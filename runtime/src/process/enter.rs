@@ -44,9 +44,11 @@ const JOIN_ORDER: [(LinuxNamespaceType, &str); 8] = [
     (LinuxNamespaceType::Cgroup, "cgroup"),
 ];
 
-/// Starts the process in `container`; returns its pid once it has exec'd.
+/// Starts the process in `container`; returns its pid once it has exec'd,
+/// or at once in a paused container, where it execs on resume.
 pub fn exec(container: &Container, options: ExecOptions) -> Result<Pid> {
-    match container.status() {
+    let status = container.status();
+    match status {
         Status::Running | Status::Created => {}
         Status::Paused if options.ignore_paused => {}
         Status::Paused => {
@@ -141,6 +143,11 @@ pub fn exec(container: &Container, options: ExecOptions) -> Result<Pid> {
         return Err(e.into());
     }
     parent.send(&Message::Go)?;
+    if status == Status::Paused {
+        // The process froze on entering the cgroup and execs on resume, so
+        // there is nothing to wait for now.
+        return Ok(pid);
+    }
     // A successful exec closes the child's end of the pair (close-on-exec).
     match parent.recv()? {
         None => Ok(pid),
