@@ -13,8 +13,15 @@ use crate::{Error, Result};
 /// The namespaces of the container, with the files of joined ones opened.
 #[derive(Debug)]
 pub struct Namespaces {
-    /// Namespaces the init gets new at clone: every new one but cgroup.
+    /// Namespaces the init gets new at clone: every new one but cgroup and
+    /// time, and none when a user namespace is joined by path.
     pub clone_flags: CloneFlags,
+    /// New namespaces the init unshares after joining a user namespace by
+    /// path, so that the joined user namespace owns them.
+    pub unshare_flags: CloneFlags,
+    /// A new time namespace, made by the runtime before the clone so that
+    /// its clock offsets are written before any process is in it.
+    pub new_time: bool,
     /// A new cgroup namespace, made by the init after it entered its cgroup
     /// so that the cgroup becomes the namespace's root.
     pub new_cgroup: bool,
@@ -38,7 +45,7 @@ fn name(kind: LinuxNamespaceType) -> &'static str {
 }
 
 fn flag(kind: LinuxNamespaceType) -> CloneFlags {
-    CloneFlags::from_bits_truncate(kind as i32)
+    CloneFlags::from_bits_retain(kind as i32)
 }
 
 /// Join order: the user namespace first, because it decides the rights
@@ -60,6 +67,8 @@ impl Namespaces {
     fn empty() -> Namespaces {
         Namespaces {
             clone_flags: CloneFlags::empty(),
+            unshare_flags: CloneFlags::empty(),
+            new_time: false,
             new_cgroup: false,
             join: vec![],
             listed: vec![],
@@ -84,14 +93,6 @@ impl Namespaces {
                 )));
             }
             namespaces.listed.push(kind);
-            if matches!(kind, LinuxNamespaceType::User | LinuxNamespaceType::Time) {
-                // TODO: user and time namespaces need id maps and offsets
-                // written by the runtime between clone and the init's set-up.
-                return Err(Error::Spec(format!(
-                    "linux.namespaces: {} namespaces are not supported by this hull",
-                    name(kind)
-                )));
-            }
             match namespace.path() {
                 Some(path) => {
                     let file = File::open(path)
@@ -99,10 +100,25 @@ impl Namespaces {
                     namespaces.join.push((kind, OwnedFd::from(file)));
                 }
                 None if kind == LinuxNamespaceType::Cgroup => namespaces.new_cgroup = true,
+                None if kind == LinuxNamespaceType::Time => namespaces.new_time = true,
                 None => namespaces.clone_flags |= flag(kind),
             }
         }
         namespaces.join.sort_by_key(|(kind, _)| join_rank(*kind));
+        if namespaces.joins(LinuxNamespaceType::User) {
+            // Namespaces made before the join would belong to the host's
+            // user namespace; they are unshared after it instead.
+            if namespaces.clone_flags.contains(CloneFlags::CLONE_NEWPID) {
+                // TODO: a new pid namespace under a joined user namespace
+                // needs a second fork after the join.
+                return Err(Error::Spec(
+                    "linux.namespaces: a new pid namespace with a user namespace joined by path is not supported; join the pid namespace too or create a new user namespace".into(),
+                ));
+            }
+            namespaces.unshare_flags = namespaces.clone_flags;
+            namespaces.clone_flags = CloneFlags::empty();
+        }
+        check_id_mappings(spec, &namespaces)?;
         check_settings(spec, &namespaces)?;
         Ok(namespaces)
     }
@@ -116,8 +132,14 @@ impl Namespaces {
     pub fn is_new(&self, kind: LinuxNamespaceType) -> bool {
         match kind {
             LinuxNamespaceType::Cgroup => self.new_cgroup,
-            _ => self.clone_flags.contains(flag(kind)),
+            LinuxNamespaceType::Time => self.new_time,
+            _ => (self.clone_flags | self.unshare_flags).contains(flag(kind)),
         }
+    }
+
+    /// Returns true when the container joins an existing namespace of `kind`.
+    pub fn joins(&self, kind: LinuxNamespaceType) -> bool {
+        self.join.iter().any(|(joined, _)| *joined == kind)
     }
 
     /// Joins the pid namespace in the calling process, so that the init
@@ -133,7 +155,8 @@ impl Namespaces {
         Ok(())
     }
 
-    /// Joins every namespace but pid; runs in the init.
+    /// Joins every namespace but pid, then unshares the new ones that a
+    /// joined user namespace must own; runs in the init.
     pub fn join_others(&self) -> Result<()> {
         for (kind, fd) in &self.join {
             if *kind != LinuxNamespaceType::Pid {
@@ -141,8 +164,98 @@ impl Namespaces {
                     .context(|| format!("join the {} namespace", name(*kind)))?;
             }
         }
+        if !self.unshare_flags.is_empty() {
+            nix::sched::unshare(self.unshare_flags).context(|| {
+                format!(
+                    "unshare {:?} in the joined user namespace",
+                    self.unshare_flags
+                )
+            })?;
+        }
         Ok(())
     }
+
+    /// Makes the new time namespace for the init cloned next and writes its
+    /// clock offsets; the calling process stays in its own.
+    pub fn create_time(&self, spec: &Spec) -> Result<()> {
+        if !self.new_time {
+            return Ok(());
+        }
+        // nix's CloneFlags has no CLONE_NEWTIME: its value lies in the
+        // exit-signal bits of clone(2), which unshare(2) reads as a flag.
+        // SAFETY: unshare takes an integer and touches no memory.
+        if unsafe { libc::unshare(libc::CLONE_NEWTIME) } != 0 {
+            return Err(Error::io(
+                "unshare the time namespace",
+                std::io::Error::last_os_error(),
+            ));
+        }
+        let offsets = spec
+            .linux()
+            .as_ref()
+            .and_then(|linux| linux.time_offsets().clone())
+            .unwrap_or_default();
+        // One write per clock, by clock id (CLOCK_MONOTONIC is 1 and
+        // CLOCK_BOOTTIME 7), as the kernel reads one offset a line.
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .open("/proc/self/timens_offsets")
+            .context(|| "open /proc/self/timens_offsets".into())?;
+        for (clock, offset) in &offsets {
+            let id = if clock == "boottime" { 7 } else { 1 };
+            let line = format!(
+                "{id} {} {}",
+                offset.secs().unwrap_or(0),
+                offset.nanosecs().unwrap_or(0)
+            );
+            rustix::io::write(&file, line.as_bytes())
+                .map_err(|e| Error::io(format!("set the {clock} offset ({line})"), e.into()))?;
+        }
+        Ok(())
+    }
+}
+
+/// Checks that id mappings come exactly with a new user namespace.
+fn check_id_mappings(spec: &Spec, namespaces: &Namespaces) -> Result<()> {
+    let linux = spec.linux().as_ref();
+    let uid_maps = linux
+        .and_then(|l| l.uid_mappings().as_ref())
+        .is_some_and(|m| !m.is_empty());
+    let gid_maps = linux
+        .and_then(|l| l.gid_mappings().as_ref())
+        .is_some_and(|m| !m.is_empty());
+    let new_user = namespaces.clone_flags.contains(CloneFlags::CLONE_NEWUSER);
+    if new_user && !(uid_maps && gid_maps) {
+        return Err(Error::Spec(
+            "linux.namespaces has a new user namespace but linux.uidMappings or linux.gidMappings is empty".into(),
+        ));
+    }
+    if !namespaces.has(LinuxNamespaceType::User) && (uid_maps || gid_maps) {
+        return Err(Error::Spec(
+            "linux.uidMappings and linux.gidMappings need a user namespace: add one to linux.namespaces".into(),
+        ));
+    }
+    let offsets = linux
+        .and_then(|l| l.time_offsets().as_ref())
+        .is_some_and(|o| !o.is_empty());
+    if offsets && !namespaces.new_time {
+        return Err(Error::Spec(
+            "linux.timeOffsets need a new time namespace: add one to linux.namespaces".into(),
+        ));
+    }
+    for clock in linux
+        .and_then(|l| l.time_offsets().as_ref())
+        .into_iter()
+        .flatten()
+        .map(|(c, _)| c)
+    {
+        if clock != "monotonic" && clock != "boottime" {
+            return Err(Error::Spec(format!(
+                "linux.timeOffsets: unknown clock {clock:?}: only monotonic and boottime have offsets"
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Checks that the hostname and sysctls have a namespace of their own to

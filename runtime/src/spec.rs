@@ -109,6 +109,34 @@ pub fn check(spec: &Spec) -> Result<()> {
                 process.cwd()
             )));
         }
+        if let Some(scheduler) = process.scheduler() {
+            crate::process::attributes::check_scheduler(scheduler)?;
+        }
+        if let Some(io) = process.io_priority() {
+            if !(0..=7).contains(&io.priority()) {
+                return Err(Error::Spec(format!(
+                    "process.ioPriority: priority {} must be 0 to 7",
+                    io.priority()
+                )));
+            }
+        }
+    }
+    if let Some(linux) = spec.linux() {
+        if let Some(personality) = linux.personality() {
+            crate::process::attributes::check_personality(personality)?;
+        }
+        if linux.intel_rdt().is_some() {
+            // TODO: resctrl groups for Intel RDT; this hardware has none to
+            // test them on.
+            let why = if std::path::Path::new("/sys/fs/resctrl/info").exists() {
+                "hull does not manage resctrl groups yet"
+            } else {
+                "resctrl is not mounted on /sys/fs/resctrl (no RDT hardware or kernel support)"
+            };
+            return Err(Error::Spec(format!(
+                "linux.intelRdt is not supported: {why}"
+            )));
+        }
     }
     for hook in all_hooks(spec) {
         if !hook.path().is_absolute() {

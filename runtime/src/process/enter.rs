@@ -9,7 +9,7 @@ use std::path::PathBuf;
 
 use nix::sched::{setns, CloneFlags};
 use nix::unistd::Pid;
-use oci_spec::runtime::{LinuxNamespaceType, Process};
+use oci_spec::runtime::{LinuxNamespaceType, LinuxPersonality, Process};
 
 use super::{clone, exec};
 use crate::capabilities;
@@ -116,15 +116,16 @@ pub fn exec(container: &Container, options: ExecOptions) -> Result<Pid> {
         Ok(Some(pid)) => pid,
         Ok(None) => {
             drop(parent);
-            let error = match enter(
-                &namespaces,
+            let plan = Plan {
+                namespaces: &namespaces,
                 process,
-                filter.as_ref(),
-                sets.as_ref(),
+                personality: spec.linux().as_ref().and_then(|l| l.personality().as_ref()),
+                filter: filter.as_ref(),
+                sets: sets.as_ref(),
                 console,
-                options.preserve_fds,
-                &child,
-            ) {
+                preserve_fds: options.preserve_fds,
+            };
+            let error = match enter(plan, &child) {
                 Ok(never) => match never {},
                 Err(error) => error,
             };
@@ -189,17 +190,29 @@ fn open_namespaces(container: &Container) -> Result<Vec<(LinuxNamespaceType, Own
     Ok(opened)
 }
 
-/// The new process's side: joins the namespaces, applies the process and
-/// execs. Returns only on failure.
-fn enter(
-    namespaces: &[(LinuxNamespaceType, OwnedFd)],
-    process: &Process,
-    filter: Option<&seccomp::Filter>,
-    sets: Option<&capabilities::Sets>,
+/// What the new process needs, prepared before the fork.
+struct Plan<'a> {
+    namespaces: &'a [(LinuxNamespaceType, OwnedFd)],
+    process: &'a Process,
+    personality: Option<&'a LinuxPersonality>,
+    filter: Option<&'a seccomp::Filter>,
+    sets: Option<&'a capabilities::Sets>,
     console: Option<OwnedFd>,
     preserve_fds: u32,
-    channel: &sync::Channel,
-) -> Result<Infallible> {
+}
+
+/// The new process's side: joins the namespaces, applies the process and
+/// execs. Returns only on failure.
+fn enter(plan: Plan, channel: &sync::Channel) -> Result<Infallible> {
+    let Plan {
+        namespaces,
+        process,
+        personality,
+        filter,
+        sets,
+        console,
+        preserve_fds,
+    } = plan;
     // Like the init, the process runs the host's hull binary until it execs;
     // not dumpable, it cannot be reached through /proc/PID/exe.
     nix::sys::prctl::set_dumpable(false).context(|| "make the exec process non-dumpable".into())?;
@@ -208,7 +221,7 @@ fn enter(
         if *kind == LinuxNamespaceType::Pid {
             continue;
         }
-        let flag = CloneFlags::from_bits_truncate(*kind as i32);
+        let flag = CloneFlags::from_bits_retain(*kind as i32);
         setns(fd.as_fd(), flag).context(|| format!("join the container's {kind:?} namespace"))?;
     }
     if let Some(console) = console {
@@ -218,6 +231,6 @@ fn enter(
             .map(|b| (b.height() as u16, b.width() as u16));
         crate::console::setup(console, size, false)?;
     }
-    let prepared = exec::prepare(process, filter, sets, preserve_fds)?;
+    let prepared = exec::prepare(process, personality, filter, sets, preserve_fds)?;
     Err(prepared.exec())
 }

@@ -7,7 +7,9 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use nix::unistd::{Gid, Uid};
-use oci_spec::runtime::{PosixRlimit, Process};
+use oci_spec::runtime::{LinuxPersonality, PosixRlimit, Process};
+
+use super::attributes;
 
 use crate::capabilities::Sets;
 use crate::error::Context;
@@ -187,18 +189,31 @@ pub struct Prepared<'a> {
     late_seccomp: Option<&'a Filter>,
 }
 
-/// Applies `process` to the calling process: rlimits, working directory,
+/// Applies `process` to the calling process: rlimits, scheduler, I/O
+/// priority and personality, working directory,
 /// capabilities, user and groups, no_new_privs; installs the seccomp filter
 /// when it must come before the capabilities drop; finds the program; and
 /// marks inherited descriptors from 3+`preserve_fds` on close-on-exec.
 /// Shared by the container's init and by `exec`.
 pub fn prepare<'a>(
     process: &Process,
+    personality: Option<&LinuxPersonality>,
     seccomp: Option<&'a Filter>,
     capabilities: Option<&Sets>,
     preserve_fds: u32,
 ) -> Result<Prepared<'a>> {
     set_rlimits(process.rlimits().as_deref().unwrap_or_default())?;
+    // Real-time policies and raised I/O priorities need capabilities that
+    // the sets below may drop.
+    if let Some(scheduler) = process.scheduler() {
+        attributes::set_scheduler(scheduler)?;
+    }
+    if let Some(io) = process.io_priority() {
+        attributes::set_io_priority(io.class(), io.priority())?;
+    }
+    if let Some(personality) = personality {
+        attributes::set_personality(personality)?;
+    }
     let env = environment(process);
     let cwd = process.cwd();
     let cwd_entered = enter_cwd(cwd, true)?;

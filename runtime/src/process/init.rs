@@ -38,6 +38,9 @@ fn setup(args: &InitArgs) -> Result<Infallible> {
     nix::sys::prctl::set_dumpable(false).context(|| "make the init non-dumpable".into())?;
     args.channel.expect(&Message::Go)?;
     namespaces.join_others()?;
+    if namespaces.has(LinuxNamespaceType::User) {
+        become_namespace_root()?;
+    }
     if namespaces.new_cgroup {
         unshare(CloneFlags::CLONE_NEWCGROUP).context(|| "unshare the cgroup namespace".into())?;
     }
@@ -50,7 +53,7 @@ fn setup(args: &InitArgs) -> Result<Infallible> {
 
     let options = rootfs::Options {
         new_mount_namespace: namespaces.is_new(LinuxNamespaceType::Mount),
-        user_namespace: false,
+        user_namespace: namespaces.has(LinuxNamespaceType::User),
         no_pivot: args.no_pivot,
     };
     let prepared = rootfs::prepare(spec, &args.config.rootfs, options)?;
@@ -93,8 +96,10 @@ fn setup(args: &InitArgs) -> Result<Infallible> {
         std::fs::write("/proc/self/oom_score_adj", score.to_string())
             .context(|| format!("set oom_score_adj to {score}"))?;
     }
+    let personality = spec.linux().as_ref().and_then(|l| l.personality().as_ref());
     let prepared = exec::prepare(
         process,
+        personality,
         args.seccomp.as_ref(),
         args.capabilities.as_ref(),
         args.preserve_fds,
@@ -119,6 +124,22 @@ fn release(
 ) -> Result<Infallible> {
     hooks::run(hooks::Kind::StartContainer, &args.config.spec, hook_state)?;
     Err(prepared.exec())
+}
+
+/// Takes uid and gid 0 of the user namespace, the identity of the rest of
+/// the set-up. Without 0 in the maps the ids stay as they are.
+fn become_namespace_root() -> Result<()> {
+    let root_gid = nix::unistd::Gid::from_raw(0);
+    let root_uid = nix::unistd::Uid::from_raw(0);
+    match nix::unistd::setresgid(root_gid, root_gid, root_gid) {
+        Ok(()) | Err(nix::Error::EINVAL) => {}
+        Err(e) => return Err(Error::sys("setgid 0 in the user namespace", e)),
+    }
+    match nix::unistd::setresuid(root_uid, root_uid, root_uid) {
+        Ok(()) | Err(nix::Error::EINVAL) => {}
+        Err(e) => return Err(Error::sys("setuid 0 in the user namespace", e)),
+    }
+    Ok(())
 }
 
 fn set_names(spec: &oci_spec::runtime::Spec) -> Result<()> {

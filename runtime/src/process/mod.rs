@@ -1,6 +1,7 @@
 //! Creating a container: the runtime's side of `create`, which clones the
 //! init into its namespaces and cgroup and waits until it is ready to exec.
 
+pub mod attributes;
 pub mod enter;
 pub mod exec;
 
@@ -178,7 +179,11 @@ pub fn create_with_console(options: &CreateOptions, console: Option<OwnedFd>) ->
 
     let (parent_channel, child_channel) = sync::pair()?;
     let own_pid_namespace = namespaces.is_new(oci_spec::runtime::LinuxNamespaceType::Pid);
+    let new_user_namespace = namespaces
+        .clone_flags
+        .contains(nix::sched::CloneFlags::CLONE_NEWUSER);
     namespaces.join_pid()?;
+    namespaces.create_time(spec)?;
     let init_args = InitArgs {
         id: options.id.clone(),
         config: config.clone(),
@@ -203,6 +208,9 @@ pub fn create_with_console(options: &CreateOptions, console: Option<OwnedFd>) ->
     drop(init_args);
 
     cgroup.add_process(child.as_raw())?;
+    if new_user_namespace {
+        write_id_maps(child, &linux)?;
+    }
     parent_channel.send(&Message::Go)?;
     let start_time = utils::proc_stat(child.as_raw())
         .map(|stat| stat.start_time)
@@ -245,4 +253,23 @@ pub fn create_with_console(options: &CreateOptions, console: Option<OwnedFd>) ->
         root: options.root.clone(),
         state,
     })
+}
+
+/// Writes the uid and gid maps of the init's new user namespace; the init
+/// waits for them before it does anything as root of that namespace.
+fn write_id_maps(child: Pid, linux: &oci_spec::runtime::Linux) -> Result<()> {
+    let format = |maps: &Option<Vec<oci_spec::runtime::LinuxIdMapping>>| -> String {
+        maps.iter()
+            .flatten()
+            .map(|m| format!("{} {} {}\n", m.container_id(), m.host_id(), m.size()))
+            .collect()
+    };
+    for (file, text) in [
+        ("uid_map", format(linux.uid_mappings())),
+        ("gid_map", format(linux.gid_mappings())),
+    ] {
+        let path = format!("/proc/{child}/{file}");
+        fs::write(&path, &text).context(|| format!("write {path} ({:?})", text.trim()))?;
+    }
+    Ok(())
 }
