@@ -23,6 +23,7 @@ pub mod signal;
 pub mod spec;
 pub mod state;
 pub mod sync;
+pub mod units;
 pub mod utils;
 
 pub use error::{Error, Result};
