@@ -50,6 +50,10 @@ enum Command {
     Spec(commands::spec::Args),
     /// Show the enabled features
     Features(commands::features::Args),
+    /// Display container events such as OOM kills and resource usage statistics
+    Events(commands::events::Args),
+    /// Update the resource limits of a container
+    Update(commands::update::Args),
 }
 
 /// Long flags that runc also accepts with a single dash (`-bundle`).
@@ -76,6 +80,25 @@ const LONG_FLAGS: &[&str] = &[
     "quiet",
     "help",
     "version",
+    "interval",
+    "stats",
+    "resources",
+    "blkio-weight",
+    "cpu-period",
+    "cpu-quota",
+    "cpu-share",
+    "cpu-rt-period",
+    "cpu-rt-runtime",
+    "cpuset-cpus",
+    "cpuset-mems",
+    "kernel-memory",
+    "kernel-memory-tcp",
+    "memory",
+    "memory-reservation",
+    "memory-swap",
+    "pids-limit",
+    "l3-cache-schema",
+    "mem-bw-schema",
 ];
 
 /// Rewrites `-flag` and `-flag=value` into `--flag`, as runc's parser
@@ -130,6 +153,8 @@ fn main() -> ExitCode {
         Command::Ps(args) => commands::ps::run(global, args),
         Command::Spec(args) => commands::spec::run(global, args),
         Command::Features(args) => commands::features::run(global, args),
+        Command::Events(args) => commands::events::run(global, args),
+        Command::Update(args) => commands::update::run(global, args),
     };
     match result {
         Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),

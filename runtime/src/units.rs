@@ -122,6 +122,7 @@ mod tests {
             ("1k", 1024),
             ("1.5k", 1536),
             ("3b", 3),
+            ("64 ", 64),
             ("1t", 1 << 40),
             ("1p", 1 << 50),
         ];
@@ -133,7 +134,7 @@ mod tests {
     #[test]
     fn ram_size_rejects_garbage() {
         for text in [
-            "", "M", "-1", "64X", "64 ", "64MBB", "1.2.3", ".5", "5.", "0x10",
+            "", "M", "-1", "64X", "64  ", "64MBB", "1.2.3", ".5", "5.", "0x10",
         ] {
             assert!(parse_ram_size(text).is_err(), "{text} was accepted");
         }

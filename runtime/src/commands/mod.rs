@@ -2,6 +2,7 @@
 
 pub mod create;
 pub mod delete;
+pub mod events;
 pub mod features;
 pub mod kill;
 pub mod list;
@@ -13,6 +14,7 @@ pub mod spec;
 pub mod start;
 pub mod state;
 mod terminal;
+pub mod update;
 
 use std::path::PathBuf;
 
