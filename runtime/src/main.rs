@@ -53,7 +53,7 @@ enum Command {
     /// Display container events such as OOM kills and resource usage statistics
     Events(commands::events::Args),
     /// Update the resource limits of a container
-    Update(commands::update::Args),
+    Update(Box<commands::update::Args>),
 }
 
 /// Long flags that runc also accepts with a single dash (`-bundle`).

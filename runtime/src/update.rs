@@ -97,7 +97,7 @@ impl ResourceUpdate {
     pub fn merge_into(&self, base: &LinuxResources) -> LinuxResources {
         let mut merged = base.clone();
 
-        let mut memory = base.memory().clone().unwrap_or_default();
+        let mut memory = base.memory().unwrap_or_default();
         set_nonzero(&mut memory, self.memory, LinuxMemory::set_limit);
         set_nonzero(
             &mut memory,
@@ -269,7 +269,7 @@ mod tests {
             ..Default::default()
         };
         let merged = request.merge_into(&stored);
-        let memory = merged.memory().clone().unwrap();
+        let memory = merged.memory().unwrap();
         assert_eq!(memory.limit(), Some(1000));
         assert_eq!(memory.reservation(), Some(500));
         assert_eq!(memory.swappiness(), Some(10));
