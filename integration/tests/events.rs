@@ -106,6 +106,7 @@ fn stats_keys_match_runc() {
         paths.push(set);
         runtime.delete_force(&id).expect_success();
     }
+
     let (hull_paths, runc_paths) = (&paths[0], &paths[1]);
     let is_fixed = |path: &&String| {
         let data_path = path.strip_prefix("data.").unwrap_or(path);
@@ -113,6 +114,7 @@ fn stats_keys_match_runc() {
     };
     let hull_fixed: BTreeSet<_> = hull_paths.iter().filter(is_fixed).collect();
     let runc_fixed: BTreeSet<_> = runc_paths.iter().filter(is_fixed).collect();
+
     assert_eq!(
         hull_fixed, runc_fixed,
         "keys that runc always prints differ"

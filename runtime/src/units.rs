@@ -4,21 +4,23 @@
 use std::time::Duration;
 
 /// Parses a size in bytes with an optional binary unit, as go-units
-/// `RAMInBytes` (v0.5, vendored by runc 1.1) does: a decimal number, an
-/// optional space, then an optional `k`, `m`, `g`, `t` or `p` (any case,
-/// powers of 1024), an optional `i` and an optional `b`. Fractions are
-/// truncated after the multiplication, so `1.5k` is 1536.
+/// `RAMInBytes` (v0.5, vendored by runc 1.1) does. The text is a decimal
+/// number and an optional space. Then come an optional `k`, `m`, `g`, `t`
+/// or `p` (any case, powers of 1024), an optional `i` and an optional `b`.
+/// Fractions are truncated after the multiplication, so `1.5k` is 1536.
 pub fn parse_ram_size(text: &str) -> Result<i64, String> {
     let invalid = || format!("invalid size: '{text}'");
     let digits_end = text
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
         .unwrap_or(text.len());
     let (number, mut rest) = text.split_at(digits_end);
+
     let starts_with_digit = number.starts_with(|c: char| c.is_ascii_digit());
     let well_formed = number.split('.').all(|part| !part.is_empty());
     if !starts_with_digit || !well_formed {
         return Err(invalid());
     }
+
     rest = rest.strip_prefix(' ').unwrap_or(rest);
     let mut multiplier: f64 = 1.0;
     if let Some(prefix) = rest.chars().next() {
@@ -35,6 +37,7 @@ pub fn parse_ram_size(text: &str) -> Result<i64, String> {
             rest = &rest[1..];
         }
     }
+
     rest = rest.strip_prefix(['i', 'I']).unwrap_or(rest);
     rest = rest.strip_prefix(['b', 'B']).unwrap_or(rest);
     if !rest.is_empty() {

@@ -45,7 +45,7 @@ pub struct ResourceUpdate {
 }
 
 impl ResourceUpdate {
-    /// Takes the updatable values of `resources`; absent values are zero.
+    /// Takes the updatable values of `resources`. Absent values are zero.
     pub fn from_resources(resources: &LinuxResources) -> ResourceUpdate {
         let mut update = ResourceUpdate::default();
         if let Some(memory) = resources.memory() {
@@ -76,7 +76,8 @@ impl ResourceUpdate {
         update
     }
 
-    /// Returns true when a kernel memory value is set, which is ignored.
+    /// Returns true when a kernel memory value is set. Such values are
+    /// ignored.
     pub fn sets_kernel_memory(&self) -> bool {
         self.kernel_memory != 0 || self.kernel_memory_tcp != 0
     }

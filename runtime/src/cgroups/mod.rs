@@ -19,6 +19,8 @@ mod v2;
 #[cfg(test)]
 mod root_tests;
 #[cfg(test)]
+mod stats_tests;
+#[cfg(test)]
 mod tests;
 
 use std::collections::BTreeMap;

@@ -20,7 +20,7 @@ use super::files::{read_file, write_file};
 use super::stats::parse_key_values;
 use super::{CgroupError, CgroupMode, Manager};
 
-/// What happened in the cgroup since the previous [`OomWatcher::read`].
+/// Notifications that arrived since the previous [`OomWatcher::read`].
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct OomNews {
     /// Number of new OOM notifications.
@@ -91,7 +91,7 @@ fn watch_v1(dir: &Path) -> Result<OomWatcher, CgroupError> {
     })
 }
 
-fn watch_v2(dir: &Path) -> Result<OomWatcher, CgroupError> {
+pub(super) fn watch_v2(dir: &Path) -> Result<OomWatcher, CgroupError> {
     let events_path = dir.join("memory.events");
     let inotify = inotify::init(inotify::CreateFlags::CLOEXEC | inotify::CreateFlags::NONBLOCK)
         .map_err(|err| os_error(&events_path, err))?;
@@ -126,7 +126,7 @@ fn unpopulated(dir: &Path) -> bool {
 }
 
 impl AsFd for OomWatcher {
-    /// The descriptor to poll for readability.
+    /// Returns the descriptor to poll for readability.
     fn as_fd(&self) -> BorrowedFd<'_> {
         match self {
             OomWatcher::V1 { eventfd, .. } => eventfd.as_fd(),

@@ -29,9 +29,9 @@ pub struct Stats {
     pub hugetlb: BTreeMap<String, Hugetlb>,
     /// Always empty: hull does not support Intel RDT.
     pub intel_rdt: IntelRdt,
-    /// Always `null`, as runc 1.1 prints it for OCI containers: runc reads
+    /// Always `null`, as runc 1.1 prints it for OCI containers. runc reads
     /// interface counters only for veth interfaces that it configures
-    /// itself, which the OCI spec never asks for.
+    /// itself, and an OCI configuration cannot request those.
     pub network_interfaces: Option<Vec<()>>,
 }
 

@@ -178,7 +178,7 @@ fn read_memory_entry(dir: &Path, prefix: &str) -> Result<Option<MemoryEntry>, Cg
         usage,
         max: read_counter(dir, &format!("{prefix}.max_usage_in_bytes"))?,
         failcnt: read_counter(dir, &format!("{prefix}.failcnt"))?,
-        // Kernels since 6.1 (cgroup v1) have no `memory.kmem.limit_in_bytes`.
+        // Some kernels have no `memory.kmem.limit_in_bytes`, as runc 1.1 notes.
         limit: read_optional_counter(dir, &format!("{prefix}.limit_in_bytes"))?.unwrap_or(0),
     }))
 }

@@ -27,8 +27,8 @@ pub fn read(dir: &Path, stats: &mut Stats) -> Result<(), CgroupError> {
         apply_cpu_stat(&parse_key_values(&dir.join("cpu.stat"), &text)?, stats);
     }
     for size in huge_page_sizes() {
-        // Kernels since 5.14 count reservations in `.rsvd` files, which
-        // runc 1.1 prefers.
+        // Kernels with hugetlb reservation accounting have `.rsvd` files,
+        // which runc 1.1 reads when present.
         let mut prefix = format!("hugetlb.{size}.rsvd");
         if !dir.join(format!("{prefix}.current")).exists() {
             prefix = format!("hugetlb.{size}");
