@@ -146,21 +146,23 @@ fn stopped_container_is_rejected() {
 }
 
 #[test]
-fn zero_interval_is_rejected() {
+fn nonpositive_interval_is_rejected() {
     require_root!();
     let hull = Runtime::hull();
     let id = unique_id("events-interval");
     let bundle = Bundle::busybox(&["sleep", "100"]);
     hull.run_detached(&id, &bundle).expect_success();
 
-    let output = hull.exec(&["events", "--interval", "0s", &id]);
-    output.expect_code(1);
-    assert!(
-        output
-            .stderr
-            .contains("duration interval must be greater than 0"),
-        "{output}"
-    );
+    for interval in ["0s", "0", "-1s"] {
+        let output = hull.exec(&["events", "--interval", interval, &id]);
+        output.expect_code(1);
+        assert!(
+            output
+                .stderr
+                .contains("duration interval must be greater than 0"),
+            "{output}"
+        );
+    }
     let output = hull.exec(&["events", "--interval", "fast", &id]);
     assert!(!output.success(), "{output}");
     assert!(output.stderr.contains("invalid duration"), "{output}");

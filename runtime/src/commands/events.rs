@@ -12,13 +12,22 @@ use crate::{Error, Result};
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Time between two stats events, as a Go duration such as 5s or 500ms
-    #[arg(long, default_value = "5s", value_parser = parse_go_duration)]
+    #[arg(long, default_value = "5s", value_parser = parse_interval, allow_hyphen_values = true)]
     pub interval: Duration,
     /// Print one stats event and exit
     #[arg(long)]
     pub stats: bool,
     /// Container id
     pub id: String,
+}
+
+/// Parses `--interval`. A negative duration becomes zero, so that it fails
+/// with the "must be greater than 0" error as in runc 1.1.
+fn parse_interval(text: &str) -> Result<Duration, String> {
+    match text.strip_prefix('-') {
+        Some(magnitude) => parse_go_duration(magnitude).map(|_| Duration::ZERO),
+        None => parse_go_duration(text),
+    }
 }
 
 pub fn run(global: &Global, args: &Args) -> Result<i32> {
