@@ -9,6 +9,7 @@ pub mod commands;
 pub mod console;
 pub mod container;
 pub mod error;
+pub mod events;
 pub mod exec_socket;
 pub mod features;
 pub mod hooks;
@@ -23,6 +24,8 @@ pub mod signal;
 pub mod spec;
 pub mod state;
 pub mod sync;
+pub mod units;
+pub mod update;
 pub mod utils;
 
 pub use error::{Error, Result};

@@ -52,6 +52,10 @@ enum Command {
     Spec(commands::spec::Args),
     /// Show the enabled features
     Features(commands::features::Args),
+    /// Display container events such as OOM kills and resource usage statistics
+    Events(commands::events::Args),
+    /// Update the resource limits of a container
+    Update(Box<commands::update::Args>),
 }
 
 /// Long flags that runc also accepts with a single dash (`-bundle`).
@@ -89,10 +93,48 @@ const LONG_FLAGS: &[&str] = &[
     "no-new-privs",
     "cap",
     "ignore-paused",
+    "interval",
+    "stats",
+    "resources",
+    "blkio-weight",
+    "cpu-period",
+    "cpu-quota",
+    "cpu-share",
+    "cpu-rt-period",
+    "cpu-rt-runtime",
+    "cpuset-cpus",
+    "cpuset-mems",
+    "kernel-memory",
+    "kernel-memory-tcp",
+    "memory",
+    "memory-reservation",
+    "memory-swap",
+    "pids-limit",
+    "l3-cache-schema",
+    "mem-bw-schema",
 ];
 
 /// Flags whose value is the next argument when not given with `=`.
 const VALUE_FLAGS: &[&str] = &[
+    "--interval",
+    "--resources",
+    "-r",
+    "--blkio-weight",
+    "--cpu-period",
+    "--cpu-quota",
+    "--cpu-share",
+    "--cpu-rt-period",
+    "--cpu-rt-runtime",
+    "--cpuset-cpus",
+    "--cpuset-mems",
+    "--kernel-memory",
+    "--kernel-memory-tcp",
+    "--memory",
+    "--memory-reservation",
+    "--memory-swap",
+    "--pids-limit",
+    "--l3-cache-schema",
+    "--mem-bw-schema",
     "--root",
     "--log",
     "--log-format",
@@ -193,6 +235,8 @@ fn main() -> ExitCode {
         Command::Ps(args) => commands::ps::run(global, args),
         Command::Spec(args) => commands::spec::run(global, args),
         Command::Features(args) => commands::features::run(global, args),
+        Command::Events(args) => commands::events::run(global, args),
+        Command::Update(args) => commands::update::run(global, args),
     };
     match result {
         Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),

@@ -9,11 +9,17 @@ mod devices;
 mod files;
 pub mod layout;
 mod memory_v1;
+mod oom;
+pub mod stats;
+mod stats_v1;
+mod stats_v2;
 mod v1;
 mod v2;
 
 #[cfg(test)]
 mod root_tests;
+#[cfg(test)]
+mod stats_tests;
 #[cfg(test)]
 mod tests;
 
@@ -27,6 +33,8 @@ use serde::{Deserialize, Serialize};
 
 pub use devices::default_device_rules;
 pub use layout::{detect_mode, CgroupMode};
+pub use oom::{OomNews, OomWatcher};
+pub use stats::Stats;
 pub use v2::{blkio_weight_to_io_weight, cpu_shares_to_weight, swap_to_v2};
 
 /// Errors of cgroup management.
@@ -160,18 +168,34 @@ impl Manager {
         result
     }
 
+    /// Applies `resources` to the existing cgroup, as `update` does: zero
+    /// values keep the current setting and the device rules stay as they
+    /// are.
+    pub fn update(&self, resources: &LinuxResources) -> Result<(), CgroupError> {
+        self.check_unified(resources)?;
+        if self.mode == CgroupMode::Unified {
+            return v2::apply(self.unified_dir()?, resources);
+        }
+        v1::apply_limits(&self.path, &self.v1, resources)
+    }
+
+    fn check_unified(&self, resources: &LinuxResources) -> Result<(), CgroupError> {
+        if self.mode != CgroupMode::Unified
+            && resources.unified().as_ref().is_some_and(|u| !u.is_empty())
+        {
+            return Err(CgroupError::Other {
+                path: self.path.clone(),
+                message: "linux.resources.unified needs a cgroup v2 host, \
+                          but this host uses cgroup v1 controllers"
+                    .to_string(),
+            });
+        }
+        Ok(())
+    }
+
     fn create_and_apply(&self, resources: Option<&LinuxResources>) -> Result<(), CgroupError> {
         if let Some(r) = resources {
-            if self.mode != CgroupMode::Unified
-                && r.unified().as_ref().is_some_and(|u| !u.is_empty())
-            {
-                return Err(CgroupError::Other {
-                    path: self.path.clone(),
-                    message: "linux.resources.unified needs a cgroup v2 host, \
-                              but this host uses cgroup v1 controllers"
-                        .to_string(),
-                });
-            }
+            self.check_unified(r)?;
         }
         v1::create(&self.v1)?;
         if let Some(unified) = &self.unified {

@@ -80,6 +80,19 @@ pub fn apply(
     dirs: &BTreeMap<String, CgroupDir>,
     resources: &LinuxResources,
 ) -> Result<(), CgroupError> {
+    apply_limits(path, dirs, resources)?;
+    if let Some(cgroup) = dirs.get("devices") {
+        devices::apply_v1(cgroup, resources.devices().as_deref().unwrap_or_default())?;
+    }
+    Ok(())
+}
+
+/// Applies every part of `resources` except the device rules.
+pub fn apply_limits(
+    path: &str,
+    dirs: &BTreeMap<String, CgroupDir>,
+    resources: &LinuxResources,
+) -> Result<(), CgroupError> {
     if let Some(memory) = resources.memory() {
         if memory_v1::is_set(memory) {
             let cgroup = require(path, dirs, "memory", "linux.resources.memory")?;
@@ -128,9 +141,6 @@ pub fn apply(
     }
     if let Some(network) = resources.network() {
         apply_network(path, dirs, network)?;
-    }
-    if let Some(cgroup) = dirs.get("devices") {
-        devices::apply_v1(cgroup, resources.devices().as_deref().unwrap_or_default())?;
     }
     Ok(())
 }

@@ -2,6 +2,7 @@
 
 pub mod create;
 pub mod delete;
+pub mod events;
 pub mod exec;
 pub mod features;
 mod foreground;
@@ -14,6 +15,7 @@ pub mod run;
 pub mod spec;
 pub mod start;
 pub mod state;
+pub mod update;
 
 use std::path::PathBuf;
 
