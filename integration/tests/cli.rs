@@ -112,7 +112,8 @@ fn features_lists_hooks_and_namespaces() {
             "{name} missing: {hull_names:?}"
         );
     }
-    for name in &hull_names {
+    // runc 1.1.5 predates time namespaces, which hull creates and joins.
+    for name in hull_names.iter().filter(|n| *n != "time") {
         assert!(
             runc_names.contains(name),
             "{name} unknown to runc: {runc_names:?}"
