@@ -240,3 +240,27 @@ fn relative_mount_destination_outside_rootfs() {
     assert_eq!(hull.stdout, "1\n", "{hull}");
     assert!(!std::path::Path::new("/hull-dest-escape").exists());
 }
+
+#[test]
+fn systemd_cgroup_without_systemd() {
+    require_root!();
+    let runtime = Runtime::hull();
+    let bundle = Bundle::busybox(&["true"]);
+    bundle.write();
+    let id = unique_id("systemd");
+    let bundle_path = bundle.path().to_str().unwrap().to_owned();
+    let output = runtime.exec(&["--systemd-cgroup", "create", "--bundle", &bundle_path, &id]);
+    output.expect_code(1);
+    assert!(output.stderr.contains("--systemd-cgroup"), "{output}");
+    assert!(!runtime.state_dir(&id).exists());
+
+    let mut bundle = Bundle::busybox(&["true"]);
+    bundle.config["linux"]["cgroupsPath"] = json!("/not/a/systemd/path");
+    bundle.write();
+    let id = unique_id("systemd");
+    let bundle_path = bundle.path().to_str().unwrap().to_owned();
+    let output = runtime.exec(&["--systemd-cgroup", "create", "--bundle", &bundle_path, &id]);
+    output.expect_code(1);
+    assert!(output.stderr.contains("/not/a/systemd/path"), "{output}");
+    assert!(output.stderr.contains("slice:prefix:name"), "{output}");
+}

@@ -13,6 +13,7 @@ mod oom;
 pub mod stats;
 mod stats_v1;
 mod stats_v2;
+pub mod systemd;
 mod v1;
 mod v2;
 

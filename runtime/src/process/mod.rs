@@ -102,13 +102,6 @@ pub fn create(options: &CreateOptions) -> Result<Container> {
 /// `--console-socket` (foreground `run` proxies the terminal itself).
 pub fn create_with_console(options: &CreateOptions, console: Option<OwnedFd>) -> Result<Container> {
     crate::id::validate(&options.id)?;
-    if options.systemd_cgroup {
-        // TODO: the systemd driver creates the cgroup as a transient unit
-        // over D-Bus; until it exists, cgroupfs paths are the only kind.
-        return Err(Error::Spec(
-            "--systemd-cgroup: the systemd cgroup driver is not supported; drop the flag to use cgroupfs".into(),
-        ));
-    }
     let config = spec::load(&options.bundle)?;
     let spec = &config.spec;
     let process = spec
@@ -149,6 +142,13 @@ pub fn create_with_console(options: &CreateOptions, console: Option<OwnedFd>) ->
         }
         (None, false) => None,
     };
+    if options.systemd_cgroup {
+        let path = crate::cgroups::systemd::parse(
+            linux.cgroups_path().as_deref().and_then(|p| p.to_str()),
+            &options.id,
+        )?;
+        crate::cgroups::systemd::check_available(&path)?;
+    }
     let cgroup = Manager::new(
         linux.cgroups_path().as_deref().and_then(|p| p.to_str()),
         &options.id,
