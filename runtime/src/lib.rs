@@ -8,6 +8,7 @@ pub mod cgroups;
 pub mod commands;
 pub mod console;
 pub mod container;
+pub mod criu;
 pub mod error;
 pub mod exec_socket;
 pub mod features;
