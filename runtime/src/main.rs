@@ -50,6 +50,10 @@ enum Command {
     Spec(commands::spec::Args),
     /// Show the enabled features
     Features(commands::features::Args),
+    /// Checkpoint a running container with criu
+    Checkpoint(commands::checkpoint::Args),
+    /// Restore a container from a checkpoint
+    Restore(commands::restore::Args),
 }
 
 /// Long flags that runc also accepts with a single dash (`-bundle`).
@@ -74,6 +78,22 @@ const LONG_FLAGS: &[&str] = &[
     "force",
     "format",
     "quiet",
+    "image-path",
+    "work-path",
+    "parent-path",
+    "leave-running",
+    "tcp-established",
+    "ext-unix-sk",
+    "shell-job",
+    "lazy-pages",
+    "status-fd",
+    "page-server",
+    "file-locks",
+    "pre-dump",
+    "manage-cgroups-mode",
+    "empty-ns",
+    "auto-dedup",
+    "lsm-profile",
     "help",
     "version",
 ];
@@ -130,6 +150,8 @@ fn main() -> ExitCode {
         Command::Ps(args) => commands::ps::run(global, args),
         Command::Spec(args) => commands::spec::run(global, args),
         Command::Features(args) => commands::features::run(global, args),
+        Command::Checkpoint(args) => commands::checkpoint::run(global, args),
+        Command::Restore(args) => commands::restore::run(global, args),
     };
     match result {
         Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),

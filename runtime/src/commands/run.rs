@@ -60,18 +60,7 @@ pub fn run(global: &Global, args: &Args) -> Result<i32> {
 
     // Blocked before the clone, so no signal is lost between the init's
     // birth and the wait; the init clears its mask before exec.
-    let mut signals = SigSet::empty();
-    signals.add(Signal::SIGCHLD);
-    for signal in FORWARDED {
-        signals.add(signal);
-    }
-    nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&signals), None)
-        .context(|| "block signals".into())?;
-    let signal_fd =
-        SignalFd::with_flags(&signals, SfdFlags::SFD_CLOEXEC).context(|| "signalfd".into())?;
-    if !args.no_subreaper {
-        nix::sys::prctl::set_child_subreaper(true).context(|| "become a subreaper".into())?;
-    }
+    let signal_fd = prepare_wait(args.no_subreaper)?;
 
     // Without --console-socket, a terminal container sends its pty master
     // here, and run copies between it and the caller's terminal.
@@ -116,9 +105,33 @@ pub fn run(global: &Global, args: &Args) -> Result<i32> {
     Ok(status)
 }
 
+/// Blocks SIGCHLD and the forwarded signals, returning a signalfd that
+/// reads them, and unless `no_subreaper` makes this process the subreaper
+/// of the container's orphans. Called before the init exists, so that no
+/// signal is lost before [`wait_for_init`].
+pub(crate) fn prepare_wait(no_subreaper: bool) -> Result<SignalFd> {
+    let mut signals = SigSet::empty();
+    signals.add(Signal::SIGCHLD);
+    for signal in FORWARDED {
+        signals.add(signal);
+    }
+    nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&signals), None)
+        .context(|| "block signals".into())?;
+    let signal_fd =
+        SignalFd::with_flags(&signals, SfdFlags::SFD_CLOEXEC).context(|| "signalfd".into())?;
+    if !no_subreaper {
+        nix::sys::prctl::set_child_subreaper(true).context(|| "become a subreaper".into())?;
+    }
+    Ok(signal_fd)
+}
+
 /// Forwards signals to the init and copies terminal bytes until the init
 /// exits; returns its exit status.
-fn wait_for_init(init: Pid, signal_fd: &SignalFd, master: Option<&OwnedFd>) -> Result<i32> {
+pub(crate) fn wait_for_init(
+    init: Pid,
+    signal_fd: &SignalFd,
+    master: Option<&OwnedFd>,
+) -> Result<i32> {
     let stdin = std::io::stdin();
     let stdout = std::io::stdout();
     let mut stdin_open = master.is_some();
