@@ -179,10 +179,10 @@ fn stdio_links(pid: i32) -> Vec<String> {
 }
 
 /// Dumps the container. Without `leave_running` or `pre_dump`, criu ends
-/// the container's processes and the container is destroyed as `delete`
-/// would, so its id is free for `restore`.
+/// the container's processes and the container is then deleted, so its id
+/// is free for `restore`.
 pub fn checkpoint(container: &Container, criu: &Criu, options: &CheckpointOptions) -> Result<()> {
-    let _lock = Lock::acquire(&container.root, container.id())?;
+    let lock = Lock::acquire(&container.root, container.id())?;
     let status = container.status();
     if matches!(status, Status::Created | Status::Stopped | Status::Creating) {
         return Err(Error::BadStatus {
@@ -273,5 +273,9 @@ pub fn checkpoint(container: &Container, criu: &Criu, options: &CheckpointOption
     if options.leave_running || options.pre_dump {
         return Ok(());
     }
-    crate::lifecycle::destroy(container)
+    // criu has sent SIGKILL to the tree. `delete` waits until every process
+    // of the cgroup is gone before it removes the cgroup, and it takes the
+    // lock itself.
+    drop(lock);
+    crate::lifecycle::delete(container, true)
 }
