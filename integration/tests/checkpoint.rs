@@ -654,3 +654,44 @@ fn real_checkpoint_and_restore() {
     output.expect_success();
     assert_eq!(runtime.status(&id), "running");
 }
+
+#[test]
+fn detached_terminal_restore_needs_socket() {
+    require_root!();
+    let runtime = Runtime::hull();
+    let mut bundle = Bundle::busybox(&["sh"]);
+    bundle.config["process"]["terminal"] = json!(true);
+    bundle.write();
+    let images = tempfile::tempdir().unwrap();
+    std::fs::write(images.path().join("descriptors.json"), "[]").unwrap();
+    let id = unique_id("rst-tty");
+    let output = runtime.exec(&[
+        "restore",
+        "--detach",
+        "--bundle",
+        bundle.path().to_str().unwrap(),
+        "--image-path",
+        images.path().to_str().unwrap(),
+        &id,
+    ]);
+    output.expect_code(1);
+    assert!(output.stderr.contains("--console-socket"), "{output}");
+    assert!(!runtime.state_dir(&id).exists());
+    assert_eq!(cgroup_dirs(&id), Vec::<PathBuf>::new());
+}
+
+#[test]
+fn features_claim_no_checkpoint() {
+    // Whether criu works depends on the host's kernel, so hull does not
+    // announce checkpoint support the way runc's features annotations do.
+    let runtime = Runtime::hull();
+    let output = runtime.exec_without_root(&["features"]);
+    output.expect_success();
+    let features: Value = serde_json::from_str(&output.stdout).unwrap();
+    let annotations = features["annotations"].as_object().unwrap();
+    let claims: Vec<&String> = annotations
+        .keys()
+        .filter(|key| key.contains("checkpoint"))
+        .collect();
+    assert!(claims.is_empty(), "{claims:?}");
+}

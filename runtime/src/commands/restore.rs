@@ -93,6 +93,7 @@ impl Args {
             auto_dedup: self.auto_dedup,
             lazy_pages: self.lazy_pages,
             lsm_profile: self.lsm_profile.clone(),
+            detach: self.detach,
         })
     }
 }

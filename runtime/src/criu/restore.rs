@@ -47,6 +47,9 @@ pub struct RestoreOptions {
     pub lazy_pages: bool,
     /// `apparmor:PROFILE` or `selinux:LABEL` for the restored processes.
     pub lsm_profile: Option<String>,
+    /// The caller returns at once, so a terminal container needs
+    /// `--console-socket` to hand its pty master to.
+    pub detach: bool,
 }
 
 /// Builds the `RESTORE` request, without the cgroup roots, which depend
@@ -238,6 +241,11 @@ pub fn restore(criu: &Criu, options: &RestoreOptions) -> Result<(Container, Opti
         (Some(_), false) => {
             return Err(Error::Spec(
                 "--console-socket was given but process.terminal is false".into(),
+            ))
+        }
+        (None, true) if options.detach => {
+            return Err(Error::Spec(
+                "process.terminal is true but no --console-socket was given".into(),
             ))
         }
         (None, _) => None,
