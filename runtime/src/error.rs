@@ -53,6 +53,8 @@ pub enum Error {
     Rootfs(#[from] RootfsError),
     #[error(transparent)]
     Seccomp(#[from] SeccompError),
+    #[error(transparent)]
+    Criu(#[from] crate::criu::CriuError),
     #[error("{0}")]
     Message(String),
 }

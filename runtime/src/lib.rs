@@ -8,6 +8,7 @@ pub mod cgroups;
 pub mod commands;
 pub mod console;
 pub mod container;
+pub mod criu;
 pub mod error;
 pub mod events;
 pub mod exec_socket;

@@ -56,6 +56,10 @@ enum Command {
     Events(commands::events::Args),
     /// Update the resource limits of a container
     Update(Box<commands::update::Args>),
+    /// Checkpoint a running container with criu
+    Checkpoint(commands::checkpoint::Args),
+    /// Restore a container from a checkpoint
+    Restore(commands::restore::Args),
 }
 
 /// Long flags that runc also accepts with a single dash (`-bundle`).
@@ -80,6 +84,22 @@ const LONG_FLAGS: &[&str] = &[
     "force",
     "format",
     "quiet",
+    "image-path",
+    "work-path",
+    "parent-path",
+    "leave-running",
+    "tcp-established",
+    "ext-unix-sk",
+    "shell-job",
+    "lazy-pages",
+    "status-fd",
+    "page-server",
+    "file-locks",
+    "pre-dump",
+    "manage-cgroups-mode",
+    "empty-ns",
+    "auto-dedup",
+    "lsm-profile",
     "help",
     "version",
     "cwd",
@@ -237,6 +257,8 @@ fn main() -> ExitCode {
         Command::Features(args) => commands::features::run(global, args),
         Command::Events(args) => commands::events::run(global, args),
         Command::Update(args) => commands::update::run(global, args),
+        Command::Checkpoint(args) => commands::checkpoint::run(global, args),
+        Command::Restore(args) => commands::restore::run(global, args),
     };
     match result {
         Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),

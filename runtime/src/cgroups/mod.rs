@@ -285,6 +285,12 @@ impl Manager {
         paths
     }
 
+    /// Returns the container's cgroup in each v1 hierarchy, one entry per
+    /// controller, so co-mounted controllers repeat a directory.
+    pub fn v1_dirs(&self) -> impl Iterator<Item = &CgroupDir> {
+        self.v1.values()
+    }
+
     /// Returns true when the cgroup directory exists in every hierarchy.
     pub fn exists(&self) -> bool {
         let dirs = self.all_dirs();

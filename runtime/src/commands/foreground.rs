@@ -83,10 +83,15 @@ impl Foreground {
             .take()
             .expect("the terminal is attached once");
         let master = crate::console::receive_master(&OwnedFd::from(ours))?;
+        self.attach_master(master);
+        Ok(())
+    }
+
+    /// Proxies `master` to the caller's terminal, put in raw mode.
+    pub fn attach_master(&mut self, master: OwnedFd) {
         crate::console::copy_window_size(0, master.as_raw_fd());
         self._raw_mode = Some(RawMode::enter());
         self.master = Some(master);
-        Ok(())
     }
 
     /// Waits for `pid` while forwarding signals and terminal bytes; returns

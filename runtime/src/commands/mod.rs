@@ -1,5 +1,6 @@
 //! The subcommands of `hull`, one file each, with runc's flags and output.
 
+pub mod checkpoint;
 pub mod create;
 pub mod delete;
 pub mod events;
@@ -10,6 +11,7 @@ pub mod kill;
 pub mod list;
 pub mod pause;
 pub mod ps;
+pub mod restore;
 pub mod resume;
 pub mod run;
 pub mod spec;
@@ -40,7 +42,7 @@ pub struct Global {
     /// Accepted for runc compatibility: hull detects rootless mode itself
     #[arg(long, num_args = 0..=1, default_missing_value = "true")]
     pub rootless: Option<String>,
-    /// Accepted for runc compatibility: path of the criu binary
+    /// Path of the criu binary for checkpoint and restore (default: criu in PATH)
     #[arg(long)]
     pub criu: Option<PathBuf>,
 }
@@ -85,6 +87,6 @@ impl CreateFlags {
 }
 
 /// Makes `path` absolute against the current directory.
-fn absolute(path: &std::path::Path) -> PathBuf {
+pub(crate) fn absolute(path: &std::path::Path) -> PathBuf {
     std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
 }

@@ -63,12 +63,13 @@ pub(crate) struct InitArgs {
     pub preserve_fds: u32,
 }
 
-/// Undoes a half-done create when dropped without `disarm`.
-struct Cleanup {
+/// Undoes a half-done create or restore when dropped while armed: kills
+/// the child, removes the cgroup and the container's directory.
+pub(crate) struct Cleanup {
     dir: PathBuf,
-    cgroup: Option<Manager>,
-    child: Option<Pid>,
-    armed: bool,
+    pub cgroup: Option<Manager>,
+    pub child: Option<Pid>,
+    pub armed: bool,
 }
 
 impl Drop for Cleanup {
@@ -101,8 +102,7 @@ pub fn create(options: &CreateOptions) -> Result<Container> {
 /// connected socket that receives the pty master in place of
 /// `--console-socket` (foreground `run` proxies the terminal itself).
 pub fn create_with_console(options: &CreateOptions, console: Option<OwnedFd>) -> Result<Container> {
-    crate::id::validate(&options.id)?;
-    let config = spec::load(&options.bundle)?;
+    let config = load_config(options)?;
     let spec = &config.spec;
     let process = spec
         .process()
@@ -142,35 +142,8 @@ pub fn create_with_console(options: &CreateOptions, console: Option<OwnedFd>) ->
         }
         (None, false) => None,
     };
-    if options.systemd_cgroup {
-        let path = crate::cgroups::systemd::parse(
-            linux.cgroups_path().as_deref().and_then(|p| p.to_str()),
-            &options.id,
-        )?;
-        crate::cgroups::systemd::check_available(&path)?;
-    }
-    let cgroup = Manager::new(
-        linux.cgroups_path().as_deref().and_then(|p| p.to_str()),
-        &options.id,
-    )?;
-
-    fs::create_dir_all(&options.root)
-        .context(|| format!("create state root {}", options.root.display()))?;
-    let dir = state::dir(&options.root, &options.id);
-    match fs::DirBuilder::new().mode(0o711).create(&dir) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-            return Err(Error::Exists(options.id.clone()))
-        }
-        Err(e) => return Err(Error::io(format!("create {}", dir.display()), e)),
-    }
-    let mut cleanup = Cleanup {
-        dir: dir.clone(),
-        cgroup: None,
-        child: None,
-        armed: true,
-    };
-    let _lock = Lock::acquire(&options.root, &options.id)?;
+    let cgroup = cgroup_manager(&config, &options.id, options.systemd_cgroup)?;
+    let (dir, mut cleanup, _lock) = make_container_dir(options)?;
 
     let exec_socket = crate::exec_socket::listen_in(&dir)?;
 
@@ -212,22 +185,13 @@ pub fn create_with_console(options: &CreateOptions, console: Option<OwnedFd>) ->
         write_id_maps(child, &linux)?;
     }
     parent_channel.send(&Message::Go)?;
-    let start_time = utils::proc_stat(child.as_raw())
-        .map(|stat| stat.start_time)
-        .ok_or_else(|| Error::Message("the container's init exited during create".into()))?;
-
-    let state = State {
-        oci_version: spec.version().clone(),
-        id: options.id.clone(),
-        init_pid: child.as_raw(),
-        init_start_time: start_time,
-        bundle: config.bundle.clone(),
-        rootfs: config.rootfs.clone(),
-        created: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
+    let state = new_state(
+        &options.id,
+        &config,
+        child.as_raw(),
         cgroup,
         own_pid_namespace,
-        config: spec.clone(),
-    };
+    )?;
 
     parent_channel.expect(&Message::RunHooks)?;
     let hook_state = HookState {
@@ -243,16 +207,92 @@ pub fn create_with_console(options: &CreateOptions, console: Option<OwnedFd>) ->
     parent_channel.send(&Message::HooksDone)?;
     parent_channel.expect(&Message::Ready)?;
 
-    state::save(&options.root, &state)?;
-    if let Some(pid_file) = &options.pid_file {
-        crate::utils::write_atomic(pid_file, state.init_pid.to_string().as_bytes())
-            .context(|| format!("write pid file {}", pid_file.display()))?;
-    }
+    record(options, &state)?;
     cleanup.armed = false;
     Ok(Container {
         root: options.root.clone(),
         state,
     })
+}
+
+/// Validates the id and loads the bundle's configuration.
+pub(crate) fn load_config(options: &CreateOptions) -> Result<Config> {
+    crate::id::validate(&options.id)?;
+    spec::load(&options.bundle)
+}
+
+/// Describes the container's cgroup from `linux.cgroupsPath`; creates
+/// nothing. With `systemd`, the path is the `slice:prefix:name` form.
+pub(crate) fn cgroup_manager(config: &Config, id: &str, systemd: bool) -> Result<Manager> {
+    let linux = config.spec.linux().as_ref();
+    let path = linux
+        .and_then(|l| l.cgroups_path().as_deref())
+        .and_then(|p| p.to_str());
+    if systemd {
+        let path = crate::cgroups::systemd::parse(path, id)?;
+        crate::cgroups::systemd::check_available(&path)?;
+    }
+    Ok(Manager::new(path, id)?)
+}
+
+/// Creates the container's directory under `--root` and locks it. The
+/// returned guard removes the directory (and what is added to it) unless
+/// it is disarmed.
+pub(crate) fn make_container_dir(options: &CreateOptions) -> Result<(PathBuf, Cleanup, Lock)> {
+    fs::create_dir_all(&options.root)
+        .context(|| format!("create state root {}", options.root.display()))?;
+    let dir = state::dir(&options.root, &options.id);
+    match fs::DirBuilder::new().mode(0o711).create(&dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            return Err(Error::Exists(options.id.clone()))
+        }
+        Err(e) => return Err(Error::io(format!("create {}", dir.display()), e)),
+    }
+    let cleanup = Cleanup {
+        dir: dir.clone(),
+        cgroup: None,
+        child: None,
+        armed: true,
+    };
+    let lock = Lock::acquire(&options.root, &options.id)?;
+    Ok((dir, cleanup, lock))
+}
+
+/// Builds the record of a container whose init is `init_pid`, reading the
+/// init's start time.
+pub(crate) fn new_state(
+    id: &str,
+    config: &Config,
+    init_pid: i32,
+    cgroup: Manager,
+    own_pid_namespace: bool,
+) -> Result<State> {
+    let start_time = utils::proc_stat(init_pid)
+        .map(|stat| stat.start_time)
+        .ok_or_else(|| Error::Message(format!("the container's init {init_pid} exited")))?;
+    Ok(State {
+        oci_version: config.spec.version().clone(),
+        id: id.to_string(),
+        init_pid,
+        init_start_time: start_time,
+        bundle: config.bundle.clone(),
+        rootfs: config.rootfs.clone(),
+        created: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
+        cgroup,
+        own_pid_namespace,
+        config: config.spec.clone(),
+    })
+}
+
+/// Saves the record under `--root` and writes `--pid-file`.
+pub(crate) fn record(options: &CreateOptions, state: &State) -> Result<()> {
+    state::save(&options.root, state)?;
+    if let Some(pid_file) = &options.pid_file {
+        crate::utils::write_atomic(pid_file, state.init_pid.to_string().as_bytes())
+            .context(|| format!("write pid file {}", pid_file.display()))?;
+    }
+    Ok(())
 }
 
 /// Writes the uid and gid maps of the init's new user namespace; the init

@@ -10,6 +10,7 @@
 mod cgroup;
 mod devices;
 mod mount;
+pub use mount::clean_destination;
 pub mod mountinfo;
 pub mod options;
 mod paths;
