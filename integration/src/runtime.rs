@@ -162,6 +162,12 @@ impl Runtime {
         self.start_container(&["create"], id, bundle, extra)
     }
 
+    /// Runs `run --bundle BUNDLE [EXTRA...] ID` in the foreground with extra
+    /// flags such as `--no-pivot`.
+    pub fn run_with(&self, id: &str, bundle: &Bundle, extra: &[&str]) -> Output {
+        self.start_container(&["run"], id, bundle, extra)
+    }
+
     /// Runs `run --bundle BUNDLE ID` in the foreground. The output contains
     /// what the runtime and the container printed, and the exit code is the
     /// container's.

@@ -342,3 +342,82 @@ fn container_output_after_start() {
     runtime.delete(&id).expect_success();
     assert!(!Path::new(&runtime.state_dir(&id)).exists());
 }
+
+/// Runs `sh -c SCRIPT` with the runtime under test as `$1`, so that the
+/// shell can set up descriptors and stdin for it.
+fn run_through_shell(runtime: &Runtime, script: &str, args: &[&str]) -> hull_integration::Output {
+    let mut command = std::process::Command::new("sh");
+    command
+        .arg("-c")
+        .arg(script)
+        .arg("sh")
+        .arg(runtime.binary())
+        .arg("--root")
+        .arg(runtime.root())
+        .args(args);
+    hull_integration::output::run_command(command, std::time::Duration::from_secs(60))
+}
+
+#[test]
+fn run_passes_stdin_through() {
+    require_root!();
+    let runtime = Runtime::hull();
+    let bundle = Bundle::busybox(&["sh", "-c", "read line; echo got-$line"]);
+    bundle.write();
+    let id = unique_id("stdin");
+    let output = run_through_shell(
+        &runtime,
+        "echo hello | \"$@\"",
+        &["run", "--bundle", bundle.path().to_str().unwrap(), &id],
+    );
+    output.expect_success();
+    assert_eq!(output.stdout, "got-hello\n", "{output}");
+}
+
+#[test]
+fn run_preserve_fds() {
+    require_root!();
+    let runtime = Runtime::hull();
+    let bundle = Bundle::busybox(&["sh", "-c", "cat <&3; ls /proc/self/fd | tr '\\n' ' '"]);
+    bundle.write();
+    let id = unique_id("fds");
+    let output = run_through_shell(
+        &runtime,
+        "echo through-fd-3 > /tmp/hull-fd3-$$; exec 3</tmp/hull-fd3-$$ 4</dev/null; rm /tmp/hull-fd3-$$; \"$@\"",
+        &["run", "--preserve-fds", "1", "--bundle", bundle.path().to_str().unwrap(), &id],
+    );
+    output.expect_success();
+    assert!(output.stdout.starts_with("through-fd-3\n"), "{output}");
+    // fd 4 of the caller is not passed; ls opens one directory fd itself.
+    let fds: Vec<&str> = output
+        .stdout
+        .lines()
+        .nth(1)
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
+    assert!(fds.contains(&"3"), "{output}");
+    assert!(fds.len() <= 5, "{output}");
+}
+
+#[test]
+fn no_pivot_and_session_keyring() {
+    require_root!();
+    let runtime = Runtime::hull();
+    let mut bundle = Bundle::busybox(&[
+        "sh",
+        "-c",
+        "cat /proc/self/mountinfo | head -1; cat /proc/keys",
+    ]);
+    // /proc/keys is masked by default; the test reads it.
+    bundle.config["linux"]["maskedPaths"] = serde_json::json!([]);
+    let id = unique_id("nopivot");
+    let output = runtime.run_with(&id, &bundle, &["--no-pivot"]);
+    output.expect_success();
+    assert!(output.stdout.contains(&format!("_ses.{id}")), "{output}");
+
+    let id = unique_id("keyring");
+    let output = runtime.run_with(&id, &bundle, &["--no-new-keyring"]);
+    output.expect_success();
+    assert!(!output.stdout.contains(&format!("_ses.{id}")), "{output}");
+}
