@@ -1,7 +1,7 @@
 //! The start handshake. `create` leaves the init blocked in accept(2) on a
-//! listening socket in the container's state directory; `start` connects,
-//! and the init runs the `startContainer` hooks and execs. The init sends
-//! an error over the connection when a step fails; a successful exec
+//! listening socket in the container's state directory. `start` connects,
+//! and the init runs the `startContainer` hooks and execs. When a step
+//! fails, the init sends the error over the connection. A successful exec
 //! closes the connection (close-on-exec), which `start` reads as success.
 //! Unlike runc's FIFO, this lets `start` report a failure of the last steps.
 
@@ -60,7 +60,7 @@ pub fn accept_start(listener: &OwnedFd) -> Result<OwnedFd> {
     loop {
         match accept4(listener.as_raw_fd(), SockFlag::SOCK_CLOEXEC) {
             Ok(fd) => {
-                // SAFETY: accept4 returned a new descriptor owned by nobody else.
+                // SAFETY: accept4 returned a new descriptor that no other owner holds.
                 return Ok(unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) });
             }
             Err(nix::Error::EINTR) => continue,
@@ -73,7 +73,7 @@ pub fn accept_start(listener: &OwnedFd) -> Result<OwnedFd> {
 pub fn report_failure(connection: &OwnedFd, message: &str) {
     let bytes = message.as_bytes();
     let bytes = &bytes[..bytes.len().min(MAX_MESSAGE)];
-    // With `start` gone there is nobody left to tell.
+    // With `start` gone, the error has no reader left.
     let _ = send(connection.as_raw_fd(), bytes, MsgFlags::MSG_NOSIGNAL);
 }
 

@@ -282,7 +282,8 @@ fn check_settings(spec: &Spec, namespaces: &Namespaces) -> Result<()> {
     Ok(())
 }
 
-/// The namespace a sysctl belongs to, or `None` when it is not namespaced.
+/// Returns the namespace a sysctl belongs to, or `None` when it is not
+/// namespaced.
 fn sysctl_namespace(key: &str) -> Option<LinuxNamespaceType> {
     const IPC: [&str; 7] = [
         "kernel.msgmax",

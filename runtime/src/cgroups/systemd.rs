@@ -15,7 +15,8 @@ pub struct SystemdPath {
 }
 
 impl SystemdPath {
-    /// The transient scope unit the container runs in: `PREFIX-NAME.scope`.
+    /// Returns the transient scope unit the container runs in:
+    /// `PREFIX-NAME.scope`.
     pub fn unit(&self) -> String {
         if self.prefix.is_empty() {
             format!("{}.scope", self.name)

@@ -114,8 +114,8 @@ fn exec(global: &Global, args: &Args) -> Result<i32> {
     foreground.wait(pid)
 }
 
-/// The process to run: `--process FILE`, or the container's process with
-/// the command line's args and overrides.
+/// Builds the process to run: `--process FILE`, or the container's process
+/// with the command line's args and overrides.
 fn build_process(container: &Container, args: &Args) -> Result<Process> {
     if let Some(path) = &args.process {
         let text = std::fs::read_to_string(path)

@@ -1,5 +1,5 @@
-//! What `run` and `exec` do in the foreground: forward signals to the
-//! container's process, reap children, and proxy a terminal between the
+//! The foreground side of `run` and `exec`: signals forwarded to the
+//! container's process, children reaped, and a terminal proxied between the
 //! caller and the process's pty when there is no `--console-socket`.
 
 use std::io::{Read, Write};
@@ -69,8 +69,8 @@ impl Foreground {
         })
     }
 
-    /// The socket a terminal process sends its pty master to, in place of
-    /// `--console-socket`.
+    /// Returns the socket a terminal process sends its pty master to, in
+    /// place of `--console-socket`.
     pub fn console_socket(&mut self) -> Option<OwnedFd> {
         self.console_theirs.take().map(OwnedFd::from)
     }

@@ -19,7 +19,7 @@ use crate::seccomp;
 use crate::sync::{self, Message};
 use crate::{Error, Result};
 
-/// What `exec` runs and how.
+/// The process `exec` runs, and how.
 pub struct ExecOptions {
     pub process: Process,
     pub console_socket: Option<PathBuf>,
@@ -190,7 +190,7 @@ fn open_namespaces(container: &Container) -> Result<Vec<(LinuxNamespaceType, Own
     Ok(opened)
 }
 
-/// What the new process needs, prepared before the fork.
+/// Everything the new process needs, prepared before the fork.
 struct Plan<'a> {
     namespaces: &'a [(LinuxNamespaceType, OwnedFd)],
     process: &'a Process,
@@ -201,8 +201,8 @@ struct Plan<'a> {
     preserve_fds: u32,
 }
 
-/// The new process's side: joins the namespaces, applies the process and
-/// execs. Returns only on failure.
+/// Joins the namespaces, applies the process and execs, in the new process.
+/// Returns only on failure.
 fn enter(plan: Plan, channel: &sync::Channel) -> Result<Infallible> {
     let Plan {
         namespaces,

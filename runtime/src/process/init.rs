@@ -115,8 +115,8 @@ fn setup(args: &InitArgs) -> Result<Infallible> {
     Err(error)
 }
 
-/// The steps after `start`: `startContainer` hooks, then exec. Returns
-/// only on failure.
+/// Runs the steps after `start`: the `startContainer` hooks, then exec.
+/// Returns only on failure.
 fn release(
     args: &InitArgs,
     prepared: exec::Prepared,

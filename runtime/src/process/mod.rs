@@ -29,7 +29,7 @@ use crate::state::{self, Lock, State};
 use crate::sync::{self, Message};
 use crate::{utils, Error, Result};
 
-/// What `create` and `run` are given besides the bundle.
+/// Options of `create` and `run` besides the bundle.
 #[derive(Debug, Clone, Default)]
 pub struct CreateOptions {
     pub id: String,
@@ -98,9 +98,9 @@ pub fn create(options: &CreateOptions) -> Result<Container> {
     create_with_console(options, None)
 }
 
-/// Creates the container as [`create`] does; `console`, when given, is a
+/// Creates the container as [`create`] does. When given, `console` is a
 /// connected socket that receives the pty master in place of
-/// `--console-socket` (foreground `run` proxies the terminal itself).
+/// `--console-socket`, because foreground `run` proxies the terminal itself.
 pub fn create_with_console(options: &CreateOptions, console: Option<OwnedFd>) -> Result<Container> {
     let config = load_config(options)?;
     let spec = &config.spec;
@@ -295,8 +295,8 @@ pub(crate) fn record(options: &CreateOptions, state: &State) -> Result<()> {
     Ok(())
 }
 
-/// Writes the uid and gid maps of the init's new user namespace; the init
-/// waits for them before it does anything as root of that namespace.
+/// Writes the uid and gid maps of the init's new user namespace. The init
+/// waits for them before it acts as root of that namespace.
 fn write_id_maps(child: Pid, linux: &oci_spec::runtime::Linux) -> Result<()> {
     let format = |maps: &Option<Vec<oci_spec::runtime::LinuxIdMapping>>| -> String {
         maps.iter()
