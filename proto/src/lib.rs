@@ -1,0 +1,102 @@
+//! containerd's shim task API for hull's runtime v2 shim.
+//!
+//! The prost messages generated from `proto/` serve two transports:
+//!
+//! - ttrpc ([`ttrpc`]), which containerd uses to call shims and which shims use
+//!   to publish events ([`events::Publisher`]);
+//! - gRPC through tonic, for other clients and for containerd 2.x shims that
+//!   report protocol "grpc" ([`grpc`]).
+//!
+//! Each service module holds the tonic server trait (for example
+//! [`containerd::task::v2::task_server::Task`]), the tonic client, and a
+//! `<service>_ttrpc` module whose `service()` function wraps the same trait
+//! implementation as a ttrpc service. The module tree mirrors the protobuf
+//! packages.
+
+pub mod events;
+pub mod grpc;
+pub mod ttrpc;
+
+/// Packages under `containerd.*`.
+pub mod containerd {
+    pub mod types {
+        include!(concat!(env!("OUT_DIR"), "/containerd.types.rs"));
+    }
+
+    pub mod v1 {
+        pub mod types {
+            include!(concat!(env!("OUT_DIR"), "/containerd.v1.types.rs"));
+        }
+    }
+
+    pub mod task {
+        pub mod v2 {
+            include!(concat!(env!("OUT_DIR"), "/containerd.task.v2.rs"));
+        }
+
+        pub mod v3 {
+            include!(concat!(env!("OUT_DIR"), "/containerd.task.v3.rs"));
+        }
+    }
+
+    pub mod events {
+        include!(concat!(env!("OUT_DIR"), "/containerd.events.rs"));
+    }
+
+    pub mod services {
+        pub mod events {
+            pub mod ttrpc {
+                pub mod v1 {
+                    include!(concat!(
+                        env!("OUT_DIR"),
+                        "/containerd.services.events.ttrpc.v1.rs"
+                    ));
+                }
+            }
+        }
+    }
+
+    pub mod runc {
+        pub mod v1 {
+            include!(concat!(env!("OUT_DIR"), "/containerd.runc.v1.rs"));
+        }
+    }
+
+    pub mod runtime {
+        pub mod bootstrap {
+            pub mod v1 {
+                include!(concat!(
+                    env!("OUT_DIR"),
+                    "/containerd.runtime.bootstrap.v1.rs"
+                ));
+            }
+        }
+    }
+}
+
+/// containerd's cgroup statistics (`io.containerd.cgroups.v1` and `.v2`).
+pub mod io {
+    pub mod containerd {
+        pub mod cgroups {
+            pub mod v1 {
+                include!(concat!(env!("OUT_DIR"), "/io.containerd.cgroups.v1.rs"));
+            }
+
+            pub mod v2 {
+                include!(concat!(env!("OUT_DIR"), "/io.containerd.cgroups.v2.rs"));
+            }
+        }
+    }
+}
+
+/// `google.rpc.Status`, the error model of gRPC and ttrpc responses.
+pub mod google {
+    pub mod rpc {
+        include!(concat!(env!("OUT_DIR"), "/google.rpc.rs"));
+    }
+}
+
+/// Encoded `FileDescriptorSet` of every file in `proto/` and its imports, for
+/// gRPC server reflection.
+pub const FILE_DESCRIPTOR_SET: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/hull_descriptor.bin"));
