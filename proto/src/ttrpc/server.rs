@@ -144,9 +144,10 @@ fn is_transient_accept_error(error: &std::io::Error) -> bool {
 
 /// Reads frames from one connection and runs each request in its own task.
 ///
-/// The connection ends when the client closes it, on a read error, or on
-/// shutdown. Calls in progress are cancelled when the client goes away, and
-/// allowed to finish on shutdown.
+/// The connection ends when the client closes it or on a read error, and
+/// then the calls in progress are cancelled. On shutdown the connection
+/// answers new requests with `Unavailable`, lets the calls in progress
+/// finish, and then closes.
 async fn serve_connection(
     stream: UnixStream,
     services: Arc<HashMap<String, Service>>,
@@ -162,21 +163,45 @@ async fn serve_connection(
             }
         }
     });
+    // Reading in its own task keeps a partly read frame intact while the
+    // loop below waits on other events.
+    let (frames, mut incoming) = mpsc::channel(16);
+    let reader_task = tokio::spawn(async move {
+        loop {
+            let result = match read_frame(&mut reader).await {
+                Ok(Some(frame)) => Ok(frame),
+                Ok(None) => break,
+                Err(error @ FrameError::Oversized { .. }) => Err(error),
+                Err(error) => {
+                    tracing::debug!(%error, "ttrpc connection read failed");
+                    break;
+                }
+            };
+            if frames.send(result).await.is_err() {
+                break;
+            }
+        }
+    });
 
     let mut calls = JoinSet::new();
     let mut last_stream_id = 0u32;
+    let mut draining = false;
     let client_gone = loop {
-        let frame = tokio::select! {
+        if draining && calls.is_empty() {
+            break false;
+        }
+        let received = tokio::select! {
             biased;
-            () = shutdown.cancelled() => break false,
-            frame = read_frame(&mut reader) => frame,
+            () = shutdown.cancelled(), if !draining => {
+                draining = true;
+                continue;
+            }
+            Some(_) = calls.join_next(), if !calls.is_empty() => continue,
+            received = incoming.recv() => received,
         };
-        while calls.try_join_next().is_some() {}
-
-        let frame = match frame {
-            Ok(Some(frame)) => frame,
-            Ok(None) => break true,
-            Err(FrameError::Oversized { stream_id, length }) => {
+        let frame = match received {
+            Some(Ok(frame)) => frame,
+            Some(Err(FrameError::Oversized { stream_id, length })) => {
                 let status = Status::resource_exhausted(format!(
                     "message length {length} exceeds maximum message size of {}",
                     super::frame::MAX_DATA_LEN
@@ -184,10 +209,7 @@ async fn serve_connection(
                 send_status(&responses, stream_id, status).await;
                 continue;
             }
-            Err(error) => {
-                tracing::debug!(%error, "ttrpc connection read failed");
-                break true;
-            }
+            Some(Err(_)) | None => break true,
         };
 
         if frame.stream_id % 2 != 1 {
@@ -200,6 +222,10 @@ async fn serve_connection(
         }
 
         match frame.message_type {
+            MessageType::Request if draining => {
+                let status = Status::unavailable("ttrpc server is shutting down");
+                send_status(&responses, frame.stream_id, status).await;
+            }
             MessageType::Request => {
                 if frame.stream_id <= last_stream_id {
                     let status = Status::invalid_argument(format!(
@@ -234,6 +260,7 @@ async fn serve_connection(
         calls.abort_all();
     }
     while calls.join_next().await.is_some() {}
+    reader_task.abort();
     drop(responses);
     let _ = writer_task.await;
 }
