@@ -7,7 +7,7 @@
 //! - gRPC through tonic, for other clients and for containerd 2.x shims that
 //!   report protocol "grpc" ([`grpc`]).
 //!
-//! Each service module holds the tonic server trait (for example
+//! Each service module contains the tonic server trait (for example
 //! [`containerd::task::v2::task_server::Task`]), the tonic client, and a
 //! `<service>_ttrpc` module whose `service()` function wraps the same trait
 //! implementation as a ttrpc service. The module tree mirrors the protobuf

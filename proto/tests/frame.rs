@@ -275,3 +275,35 @@ fn golden_error_response_frame() {
     assert_eq!(status.message(), "gon");
     assert!(response.payload.is_empty());
 }
+
+/// Bytes that `ctr shim --id golden state` (containerd 1.6.20, Go ttrpc
+/// 1.1.1) sent to a listening socket, captured once with a raw listener.
+const GO_STATE_REQUEST: &[u8] = &[
+    0x00, 0x00, 0x00, 0x2a, 0x00, 0x00, 0x00, 0x01, 0x01, 0x00, 0x0a, 0x17, b'c', b'o', b'n', b't',
+    b'a', b'i', b'n', b'e', b'r', b'd', b'.', b't', b'a', b's', b'k', b'.', b'v', b'2', b'.', b'T',
+    b'a', b's', b'k', 0x12, 0x05, b'S', b't', b'a', b't', b'e', 0x1a, 0x08, 0x0a, 0x06, b'g', b'o',
+    b'l', b'd', b'e', b'n',
+];
+
+#[test]
+fn golden_go_client_request() {
+    let (frame, used) = Frame::decode(GO_STATE_REQUEST).unwrap();
+    assert_eq!(used, GO_STATE_REQUEST.len());
+    assert_eq!(frame.stream_id, 1);
+    assert_eq!(frame.message_type, MessageType::Request);
+    assert_eq!(frame.flags, 0);
+
+    let request = wire::Request::decode(frame.data.as_slice()).unwrap();
+    assert_eq!(request.service, "containerd.task.v2.Task");
+    assert_eq!(request.method, "State");
+    assert_eq!(request.timeout_nano, 0);
+    assert!(request.metadata.is_empty());
+    let state =
+        hull_proto::containerd::task::v2::StateRequest::decode(request.payload.as_slice()).unwrap();
+    assert_eq!(state.id, "golden");
+    assert_eq!(state.exec_id, "");
+
+    // Encoding the same request again gives the same bytes.
+    let again = Frame::new(1, MessageType::Request, 0, request.encode_to_vec());
+    assert_eq!(again.encode().unwrap(), GO_STATE_REQUEST);
+}

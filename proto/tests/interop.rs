@@ -209,6 +209,9 @@ async fn publisher_forwards_to_containerd() {
     assert!(line.contains("\"exit_status\":3"), "{line}");
 
     // containerd rejects an invalid namespace; the Go server's status decodes.
-    let error = publisher.publish("bad namespace!", &event).await.unwrap_err();
+    let error = publisher
+        .publish("bad namespace!", &event)
+        .await
+        .unwrap_err();
     assert_eq!(error.code(), Code::InvalidArgument, "{error}");
 }

@@ -331,7 +331,7 @@ async fn protocol_errors_answered() {
     assert_eq!(id, 2);
     assert_eq!(status.code(), Code::InvalidArgument);
 
-    // An oversized frame is skipped and answered with ResourceExhausted.
+    // An oversized frame is skipped and gets a ResourceExhausted response.
     let length = MAX_DATA_LEN + 1;
     let mut bytes = FrameHeader {
         length,
@@ -507,4 +507,38 @@ fn status_converts_to_tonic_and_back() {
     assert_eq!(back, status);
     assert_eq!(back.details(), details.as_slice());
     assert_eq!(Code::from(99), Code::Unknown);
+}
+
+#[tokio::test]
+async fn draining_rejects_new_calls() {
+    let mut service = Service::new(ECHO);
+    service.add_method("Slow", |_, request: String| async move {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        Ok(request)
+    });
+    let mut harness = Harness::start(vec![service]);
+    let client = harness.client().await;
+    let slow = {
+        let client = client.clone();
+        tokio::spawn(async move {
+            client
+                .unary::<String, String>(ECHO, "Slow", &"first".to_owned(), &options())
+                .await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let _ = harness.stop.take().unwrap().send(());
+    tokio::time::sleep(Duration::from_millis(100)).await;
+
+    let error = client
+        .call(ECHO, "Slow", Vec::new(), &options())
+        .await
+        .unwrap_err();
+    assert_eq!(error.code(), Code::Unavailable);
+    assert_eq!(slow.await.unwrap().unwrap(), "first");
+    tokio::time::timeout(Duration::from_secs(10), &mut harness.server)
+        .await
+        .expect("server did not shut down")
+        .unwrap()
+        .unwrap();
 }

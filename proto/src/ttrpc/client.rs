@@ -85,7 +85,8 @@ impl Client {
         }
     }
 
-    /// Whether the connection has closed; calls then fail with `Unavailable`.
+    /// Returns true once the connection has closed. Calls then fail with
+    /// `Unavailable`.
     pub fn is_closed(&self) -> bool {
         lock(&self.inner.pending).is_none()
     }

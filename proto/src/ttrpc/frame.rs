@@ -1,6 +1,6 @@
 //! ttrpc message frames: a 10-byte header followed by the message data.
 //!
-//! The header holds the data length (u32, big-endian), the stream id (u32,
+//! The header contains the data length (u32, big-endian), the stream id (u32,
 //! big-endian), the message type (u8) and type-specific flags (u8).
 
 use tokio::io::{AsyncRead, AsyncReadExt};
@@ -187,8 +187,8 @@ impl Frame {
 ///
 /// Returns `Ok(None)` when the connection ends cleanly between frames. An
 /// oversized frame's data is read and dropped before
-/// [`FrameError::Oversized`] is returned, so the caller can answer that
-/// stream and read on.
+/// [`FrameError::Oversized`] is returned, so the caller can send an error
+/// response on that stream and read on.
 pub async fn read_frame<R>(reader: &mut R) -> Result<Option<Frame>, FrameError>
 where
     R: AsyncRead + Unpin,

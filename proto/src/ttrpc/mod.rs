@@ -2,7 +2,7 @@
 //!
 //! A connection carries frames ([`frame`]) grouped into streams. A client
 //! opens a stream with a request frame on a new odd stream id and the
-//! server ends it with a response frame. The request frame holds a
+//! server ends it with a response frame. The request frame contains a
 //! `ttrpc.Request` (service, method, encoded message, timeout, metadata) and
 //! the response frame a `ttrpc.Response` (a `google.rpc.Status` and the
 //! encoded response message). Only unary calls are implemented, which is all

@@ -146,7 +146,7 @@ fn is_transient_accept_error(error: &std::io::Error) -> bool {
 ///
 /// The connection ends when the client closes it or on a read error, and
 /// then the calls in progress are cancelled. On shutdown the connection
-/// answers new requests with `Unavailable`, lets the calls in progress
+/// rejects new requests with `Unavailable`, lets the calls in progress
 /// finish, and then closes.
 async fn serve_connection(
     stream: UnixStream,
@@ -339,6 +339,7 @@ async fn start_call(
 }
 
 async fn send_status(responses: &mpsc::Sender<Vec<u8>>, stream_id: u32, status: Status) {
+    tracing::debug!(stream_id, %status, "ttrpc request rejected");
     let response = wire::Response {
         status: Some(status.to_proto()),
         payload: Vec::new(),

@@ -149,7 +149,7 @@ impl Service {
 
     /// Adds a unary method whose handler takes the decoded request.
     ///
-    /// A payload that does not decode as `Req` is answered with
+    /// A payload that does not decode as `Req` fails the call with
     /// `InvalidArgument` without calling the handler. A method added twice
     /// replaces the first handler.
     pub fn add_method<Req, Resp, F, Fut>(&mut self, method: &str, handler: F)

@@ -1,4 +1,4 @@
-//! A task service for tests: it records calls and answers from fixed data.
+//! A task service for tests that records calls and returns fixed data.
 
 #![allow(dead_code)]
 
@@ -12,8 +12,8 @@ use tonic::{Request, Response, Status};
 /// Process id that [`FakeTask`] reports for every container.
 pub const PID: u32 = 4242;
 
-/// Records the namespace seen by each `State` call and answers `State`,
-/// `Create`, `Connect` and `Wait` with fixed data. `Wait` on the id "slow"
+/// Records the namespace seen by each `State` call and returns fixed data
+/// from `State`, `Create`, `Connect` and `Wait`. `Wait` on the id "slow"
 /// waits for a minute; every other method returns `Unimplemented`.
 #[derive(Default)]
 pub struct FakeTask {
