@@ -91,8 +91,9 @@ pub fn envelope<E: TaskEvent>(namespace: &str, event: &E) -> Envelope {
 /// Sends events to containerd's ttrpc event service.
 ///
 /// It connects on first use and reconnects once when a call finds the
-/// connection closed. Calls are not queued: a failed publish returns its
-/// error, and the caller decides whether to retry.
+/// connection closed. Concurrent publishes go out one at a time, in the order
+/// they take the connection lock. A failed publish returns its error, and the
+/// caller decides whether to retry.
 #[derive(Debug)]
 pub struct Publisher {
     address: String,

@@ -31,6 +31,12 @@ fn echo_service() -> Service {
         tokio::time::sleep(Duration::from_secs(60)).await;
         Ok(String::new())
     });
+    service.add_method("Panic", |_, _: String| async move {
+        if true {
+            panic!("handler failure for the panic test");
+        }
+        Ok(String::new())
+    });
     service.add_method("Metadata", |context, _: String| async move {
         let mut pairs: Vec<String> = context
             .metadata
@@ -541,4 +547,21 @@ async fn draining_rejects_new_calls() {
         .expect("server did not shut down")
         .unwrap()
         .unwrap();
+}
+
+#[tokio::test]
+async fn handler_panic_internal() {
+    let harness = Harness::start(vec![echo_service()]);
+    let client = harness.client().await;
+    let error = client
+        .call(ECHO, "Panic", Vec::new(), &options())
+        .await
+        .unwrap_err();
+    assert_eq!(error.code(), Code::Internal);
+    let reply: String = client
+        .unary(ECHO, "Echo", &"after panic".to_owned(), &options())
+        .await
+        .unwrap();
+    assert_eq!(reply, "after panic");
+    harness.shutdown().await;
 }

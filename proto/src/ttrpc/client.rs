@@ -10,7 +10,7 @@ use prost::Message;
 use tokio::io::AsyncWriteExt;
 use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::UnixStream;
-use tokio::sync::oneshot;
+use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use super::frame::{read_frame, Frame, FrameError, MessageType};
@@ -48,17 +48,22 @@ pub struct Client {
 
 #[derive(Debug)]
 struct Inner {
-    writer: tokio::sync::Mutex<OwnedWriteHalf>,
+    /// Encoded frames for the writer task. A frame goes into the channel
+    /// whole or not at all, so a cancelled call never leaves half a frame on
+    /// the connection.
+    outgoing: mpsc::Sender<Vec<u8>>,
     /// Calls waiting for a response by stream id; `None` once the
     /// connection is closed.
     pending: PendingCalls,
     next_stream_id: AtomicU32,
     reader: JoinHandle<()>,
+    writer: JoinHandle<()>,
 }
 
 impl Drop for Inner {
     fn drop(&mut self) {
         self.reader.abort();
+        self.writer.abort();
     }
 }
 
@@ -75,12 +80,15 @@ impl Client {
         let (reader, writer) = stream.into_split();
         let pending: PendingCalls = Arc::new(Mutex::new(Some(HashMap::new())));
         let reader = tokio::spawn(read_responses(reader, Arc::clone(&pending)));
+        let (outgoing, frames) = mpsc::channel(64);
+        let writer = tokio::spawn(write_requests(writer, frames));
         Self {
             inner: Arc::new(Inner {
-                writer: tokio::sync::Mutex::new(writer),
+                outgoing,
                 pending,
                 next_stream_id: AtomicU32::new(1),
                 reader,
+                writer,
             }),
         }
     }
@@ -132,12 +140,11 @@ impl Client {
         };
 
         let exchange = async {
-            {
-                let mut writer = self.inner.writer.lock().await;
-                writer.write_all(&bytes).await.map_err(|error| {
-                    Status::unavailable(format!("failed to send ttrpc request: {error}"))
-                })?;
-            }
+            self.inner
+                .outgoing
+                .send(bytes)
+                .await
+                .map_err(|_| closed())?;
             receiver.await.map_err(|_| closed())?
         };
         let response = match options.timeout {
@@ -208,6 +215,16 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Writes request frames until the client is dropped or a write fails.
+async fn write_requests(mut writer: OwnedWriteHalf, mut frames: mpsc::Receiver<Vec<u8>>) {
+    while let Some(bytes) = frames.recv().await {
+        if let Err(error) = writer.write_all(&bytes).await {
+            tracing::debug!(%error, "ttrpc client connection write failed");
+            break;
+        }
+    }
 }
 
 /// Delivers response frames to the waiting calls until the connection ends,

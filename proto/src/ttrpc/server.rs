@@ -314,15 +314,29 @@ async fn start_call(
     let responses = responses.clone();
     calls.spawn(async move {
         let call = handler(context, request.payload);
-        let result = match timeout {
-            Some(timeout) => tokio::time::timeout(timeout, call)
-                .await
-                .unwrap_or_else(|_| {
-                    Err(Status::deadline_exceeded(format!(
-                        "call did not finish within {timeout:?}"
-                    )))
-                }),
-            None => call.await,
+        let call = async move {
+            match timeout {
+                Some(timeout) => tokio::time::timeout(timeout, call)
+                    .await
+                    .unwrap_or_else(|_| {
+                        Err(Status::deadline_exceeded(format!(
+                            "call did not finish within {timeout:?}"
+                        )))
+                    }),
+                None => call.await,
+            }
+        };
+        // The handler runs in its own task so that a panic becomes an
+        // `Internal` status instead of a call that never returns.
+        let handle = tokio::spawn(call);
+        let _abort = AbortOnDrop(handle.abort_handle());
+        let result = match handle.await {
+            Ok(result) => result,
+            Err(error) if error.is_panic() => {
+                tracing::error!(stream_id, "ttrpc handler panicked");
+                Err(Status::internal("ttrpc handler panicked"))
+            }
+            Err(_) => return,
         };
         let response = match result {
             Ok(payload) => wire::Response {
@@ -336,6 +350,15 @@ async fn start_call(
         };
         send_response(&responses, stream_id, response).await;
     });
+}
+
+/// Aborts a task when the call that waits for it is cancelled.
+struct AbortOnDrop(tokio::task::AbortHandle);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 async fn send_status(responses: &mpsc::Sender<Vec<u8>>, stream_id: u32, status: Status) {
