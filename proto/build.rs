@@ -123,7 +123,7 @@ fn generate_ttrpc(service: &Service, buf: &mut String) {
     writeln!(
         out,
         "/// Both use the prost messages of this package, and the server calls the \
-         [`{server_module}::{trait_name}`](super::{server_module}::{trait_name}) trait, \
+         [`{server_module}::{trait_name}`] trait, \
          so one implementation serves ttrpc and gRPC."
     )
     .unwrap();

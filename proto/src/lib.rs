@@ -8,10 +8,39 @@
 //!   report protocol "grpc" ([`grpc`]).
 //!
 //! Each service module contains the tonic server trait (for example
-//! [`containerd::task::v2::task_server::Task`]), the tonic client, and a
+//! [`containerd::task::v3::task_server::Task`]), the tonic client, and a
 //! `<service>_ttrpc` module whose `service()` function wraps the same trait
 //! implementation as a ttrpc service. The module tree mirrors the protobuf
 //! packages.
+//!
+//! A shim implements the v3 task trait once and serves it everywhere:
+//!
+//! ```no_run
+//! # async fn example<T: hull_proto::containerd::task::v3::task_server::Task>(
+//! #     task: std::sync::Arc<T>,
+//! #     ttrpc_fd: std::os::fd::OwnedFd,
+//! #     grpc_listener: tokio::net::UnixListener,
+//! # ) -> Result<(), Box<dyn std::error::Error>> {
+//! use hull_proto::containerd::task::{v2, v3};
+//! use hull_proto::ttrpc;
+//!
+//! // ttrpc: v3 for containerd 2.x, and the same methods as v2 for 1.6 and
+//! // 1.7, whose messages are identical.
+//! let mut server = ttrpc::Server::new();
+//! server.register(v3::task_ttrpc::service(task.clone()))?;
+//! server.register(
+//!     v3::task_ttrpc::service(task.clone()).with_name(v2::task_ttrpc::SERVICE_NAME),
+//! )?;
+//! tokio::spawn(server.serve(ttrpc::listener_from_fd(ttrpc_fd)?));
+//!
+//! // gRPC: containerd 2.x calls only v3 over gRPC.
+//! tonic::transport::Server::builder()
+//!     .add_service(v3::task_server::TaskServer::from_arc(task))
+//!     .serve_with_incoming(hull_proto::grpc::unix_incoming(grpc_listener))
+//!     .await?;
+//! # Ok(())
+//! # }
+//! ```
 
 pub mod events;
 pub mod grpc;

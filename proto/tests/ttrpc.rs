@@ -565,3 +565,27 @@ async fn handler_panic_internal() {
     assert_eq!(reply, "after panic");
     harness.shutdown().await;
 }
+
+#[tokio::test]
+async fn renamed_service_serves_v3() {
+    use hull_proto::containerd::task::v3;
+
+    let service =
+        task_ttrpc::service(common::FakeTask::new()).with_name(v3::task_ttrpc::SERVICE_NAME);
+    assert_eq!(service.name(), "containerd.task.v3.Task");
+    let harness = Harness::start(vec![service]);
+    let client = v3::task_ttrpc::TaskClient::new(harness.client().await);
+    let state = client
+        .state(
+            &v3::StateRequest {
+                id: "v3".into(),
+                exec_id: String::new(),
+            },
+            &options(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(state.id, "v3");
+    assert_eq!(state.pid, common::PID);
+    harness.shutdown().await;
+}

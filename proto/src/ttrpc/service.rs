@@ -136,6 +136,17 @@ impl Service {
         &self.name
     }
 
+    /// Returns the same methods under another service name.
+    ///
+    /// The task API packages `containerd.task.v2` and `containerd.task.v3`
+    /// have identical messages, so a shim can implement the v3 trait once
+    /// and also register it as `containerd.task.v2.Task` for containerd 1.6
+    /// and 1.7.
+    pub fn with_name(mut self, name: impl Into<String>) -> Self {
+        self.name = name.into();
+        self
+    }
+
     /// Lists the method names, sorted.
     pub fn method_names(&self) -> Vec<&str> {
         let mut names: Vec<&str> = self.methods.keys().map(String::as_str).collect();
