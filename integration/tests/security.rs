@@ -240,3 +240,60 @@ fn seccomp_argument_condition() {
     let output = run_and_compare("seccomp args", &bundle);
     assert_eq!(output.stdout, "cont\n", "{output}");
 }
+
+#[test]
+fn cwd_through_fd_never_reaches_the_host() {
+    require_root!();
+    // The caller holds a host directory open on fd 5, without preserving it;
+    // a cwd of /proc/self/fd/N must never land outside the container.
+    let runtime = hull_integration::Runtime::hull();
+    for n in 3..=16 {
+        let mut bundle = Bundle::busybox(&["sh", "-c", "pwd; ls"]);
+        bundle.config["process"]["cwd"] = json!(format!("/proc/self/fd/{n}"));
+        bundle.write();
+        let id = hull_integration::unique_id("cwdfd");
+        let mut command = std::process::Command::new("sh");
+        command
+            .arg("-c")
+            .arg("exec 5</tmp; exec \"$@\"")
+            .arg("sh")
+            .arg(runtime.binary())
+            .arg("--root")
+            .arg(runtime.root())
+            .args(["run", "--bundle", bundle.path().to_str().unwrap(), &id]);
+        let output =
+            hull_integration::output::run_command(command, std::time::Duration::from_secs(30));
+        assert!(
+            !output.success() || !output.stdout.contains("hull-"),
+            "fd {n} reached a host directory:\n{output}"
+        );
+    }
+}
+
+#[test]
+fn exec_cwd_through_fd_never_reaches_the_host() {
+    require_root!();
+    let runtime = hull_integration::Runtime::hull();
+    let id = hull_integration::unique_id("execfd");
+    let bundle = Bundle::busybox(&["sleep", "600"]);
+    runtime.run_detached(&id, &bundle).expect_success();
+    for n in 3..=16 {
+        let cwd = format!("/proc/self/fd/{n}");
+        let mut command = std::process::Command::new("sh");
+        command
+            .arg("-c")
+            .arg("exec 5</tmp; exec \"$@\"")
+            .arg("sh")
+            .arg(runtime.binary())
+            .arg("--root")
+            .arg(runtime.root())
+            .args(["exec", "--cwd", &cwd, &id, "ls"]);
+        let output =
+            hull_integration::output::run_command(command, std::time::Duration::from_secs(30));
+        assert!(
+            !output.success() || !output.stdout.contains("hull-"),
+            "fd {n} reached a host directory:\n{output}"
+        );
+    }
+    runtime.delete_force(&id).expect_success();
+}

@@ -2,6 +2,7 @@
 
 use std::fs::{self, File};
 use std::io::{self, Write};
+use std::os::fd::RawFd;
 use std::path::Path;
 
 /// Writes `data` to `path` so that readers see the old or the new content,
@@ -69,8 +70,41 @@ fn parse_proc_stat(text: &str) -> Option<ProcStat> {
     })
 }
 
+/// Closes every descriptor from `first` on except those in `keep`, so that
+/// no descriptor of the runtime or its caller is open while the container
+/// is set up (a directory descriptor there would let `process.cwd` or a
+/// `/proc/self/fd/N` path reach the host, as in CVE-2024-21626).
+pub fn close_fds_except(first: RawFd, keep: &[RawFd]) -> std::io::Result<()> {
+    let mut keep: Vec<RawFd> = keep.iter().copied().filter(|fd| *fd >= first).collect();
+    keep.sort_unstable();
+    keep.dedup();
+    let mut start = first;
+    for fd in keep.into_iter().chain(std::iter::once(RawFd::MAX)) {
+        if fd > start {
+            let last = if fd == RawFd::MAX {
+                u32::MAX
+            } else {
+                (fd - 1) as u32
+            };
+            // SAFETY: close_range closes descriptors this process owns; the
+            // ones still in use are outside the range.
+            let rc = unsafe { libc::syscall(libc::SYS_close_range, start as u32, last, 0u32) };
+            if rc != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+        }
+        if fd == RawFd::MAX {
+            break;
+        }
+        start = fd + 1;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
+    use std::os::fd::IntoRawFd;
+
     use super::*;
 
     #[test]
@@ -88,6 +122,28 @@ mod tests {
         assert_eq!(stat.flags, 4194560);
         assert_eq!(stat.start_time, 777);
         assert!(!stat.exited());
+    }
+
+    #[test]
+    fn close_fds_except_keeps_listed() {
+        // Runs in a child: closing descriptors of the test harness would
+        // break it.
+        match unsafe { libc::fork() } {
+            0 => {
+                let kept = std::fs::File::open("/").unwrap();
+                let closed = std::fs::File::open("/").unwrap();
+                let (kept, closed) = (kept.into_raw_fd(), closed.into_raw_fd());
+                close_fds_except(3, &[kept]).unwrap();
+                let kept_open = unsafe { libc::fcntl(kept, libc::F_GETFD) } >= 0;
+                let closed_open = unsafe { libc::fcntl(closed, libc::F_GETFD) } >= 0;
+                unsafe { libc::_exit(if kept_open && !closed_open { 0 } else { 1 }) }
+            }
+            pid => {
+                let mut status = 0;
+                unsafe { libc::waitpid(pid, &mut status, 0) };
+                assert_eq!(libc::WEXITSTATUS(status), 0);
+            }
+        }
     }
 
     #[test]

@@ -216,6 +216,17 @@ fn enter(plan: Plan, channel: &sync::Channel) -> Result<Infallible> {
     // Like the init, the process runs the host's hull binary until it execs;
     // not dumpable, it cannot be reached through /proc/PID/exe.
     nix::sys::prctl::set_dumpable(false).context(|| "make the exec process non-dumpable".into())?;
+    // Nothing of the caller's but stdio and the preserved descriptors may be
+    // open while the process enters the container (CVE-2024-21626).
+    let mut keep: Vec<i32> = (3..3 + preserve_fds as i32).collect();
+    keep.push(std::os::fd::AsRawFd::as_raw_fd(&channel.fd()));
+    keep.extend(console.as_ref().map(std::os::fd::AsRawFd::as_raw_fd));
+    keep.extend(
+        namespaces
+            .iter()
+            .map(|(_, fd)| std::os::fd::AsRawFd::as_raw_fd(fd)),
+    );
+    crate::utils::close_fds_except(3, &keep).context(|| "close inherited fds".into())?;
     channel.expect(&Message::Go)?;
     for (kind, fd) in namespaces {
         if *kind == LinuxNamespaceType::Pid {

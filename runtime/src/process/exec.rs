@@ -280,10 +280,27 @@ fn enter_cwd(cwd: &Path, first_try: bool) -> Result<bool> {
         std::fs::create_dir_all(cwd).context(|| format!("create process.cwd {}", cwd.display()))?;
     }
     match nix::unistd::chdir(cwd) {
-        Ok(()) => Ok(true),
+        Ok(()) => check_cwd_inside(cwd).map(|()| true),
         Err(nix::Error::EACCES | nix::Error::EPERM) if first_try => Ok(false),
         Err(e) => Err(Error::sys(
             format!("chdir to process.cwd {} set in config.json", cwd.display()),
+            e,
+        )),
+    }
+}
+
+/// Checks that the working directory is inside the process's root. A cwd
+/// outside it, reached through a descriptor to a host directory, reads as
+/// unreachable.
+fn check_cwd_inside(cwd: &Path) -> Result<()> {
+    match nix::unistd::getcwd() {
+        Ok(path) if path.is_absolute() => Ok(()),
+        Ok(_) | Err(nix::Error::ENOENT) => Err(Error::Spec(format!(
+            "process.cwd {} is outside the container's root: refusing to run there",
+            cwd.display()
+        ))),
+        Err(e) => Err(Error::sys(
+            format!("getcwd after chdir to {}", cwd.display()),
             e,
         )),
     }

@@ -36,6 +36,7 @@ fn setup(args: &InitArgs) -> Result<Infallible> {
     // so they cannot write to that binary through it (CVE-2019-5736).
     // execve makes the container's program dumpable again.
     nix::sys::prctl::set_dumpable(false).context(|| "make the init non-dumpable".into())?;
+    close_unneeded_fds(args)?;
     args.channel.expect(&Message::Go)?;
     namespaces.join_others()?;
     if namespaces.has(LinuxNamespaceType::User) {
@@ -124,6 +125,20 @@ fn release(
 ) -> Result<Infallible> {
     hooks::run(hooks::Kind::StartContainer, &args.config.spec, hook_state)?;
     Err(prepared.exec())
+}
+
+/// Closes every inherited descriptor but stdio, the preserved ones and
+/// those the init uses. Only the runtime's own descriptors are left at that
+/// point, and one of them is the container's state directory on the host.
+fn close_unneeded_fds(args: &InitArgs) -> Result<()> {
+    use std::os::fd::AsRawFd;
+    let preserved_end = 3 + args.preserve_fds as i32;
+    let mut keep: Vec<i32> = (3..preserved_end).collect();
+    keep.push(args.channel.fd().as_raw_fd());
+    keep.push(args.exec_socket.as_raw_fd());
+    keep.extend(args.console.as_ref().map(|fd| fd.as_raw_fd()));
+    keep.extend(args.namespaces.join.iter().map(|(_, fd)| fd.as_raw_fd()));
+    crate::utils::close_fds_except(3, &keep).context(|| "close inherited fds".into())
 }
 
 /// Takes uid and gid 0 of the user namespace, the identity of the rest of
