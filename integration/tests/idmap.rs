@@ -153,6 +153,36 @@ fn idmap_in_user_namespace() {
     assert_eq!(owner_on_host(&source.path().join("made-by-root")), (0, 0));
 }
 
+#[test]
+fn idmap_in_joined_user_namespace() {
+    require_root!();
+    let runtime = Runtime::hull();
+    let (mut holder, _holder_rootfs) = userns_bundle("sleep 600");
+    holder.config["process"]["terminal"] = json!(false);
+    let holder_id = unique_id("idmap-holder");
+    runtime.run_detached(&holder_id, &holder).expect_success();
+    let pid = runtime.state_json(&holder_id)["pid"].as_i64().unwrap();
+
+    let source = owned_source();
+    let (mut bundle, _rootfs) = userns_bundle("ls -ln /mnt/data");
+    let linux = bundle.config["linux"].as_object_mut().unwrap();
+    linux.remove("uidMappings");
+    linux.remove("gidMappings");
+    bundle
+        .join_namespace("user", Path::new(&format!("/proc/{pid}/ns/user")))
+        .join_namespace("pid", Path::new(&format!("/proc/{pid}/ns/pid")))
+        .add_mount(mnt_tmpfs())
+        .add_mount(json!({
+            "destination": "/mnt/data", "type": "bind", "source": source.path(),
+            "options": ["bind", "idmap"],
+        }));
+    let output = runtime.run(&unique_id("idmap-joined"), &bundle);
+    runtime.delete_force(&holder_id).expect_success();
+    output.expect_success();
+    // The joined namespace maps 0-65535 to HOST_BASE, as the new one does.
+    assert_eq!(owner_in_listing(&output.stdout, "file"), ("1000", "1000"));
+}
+
 /// A tmpfs mounted on the host below a temp dir, unmounted on drop.
 struct HostTmpfs(PathBuf);
 
