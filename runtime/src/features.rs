@@ -27,6 +27,7 @@ pub fn features() -> Value {
                 "supportedFlags": crate::seccomp::FLAGS
             },
             "apparmor": {"enabled": false},
+            "mountExtensions": {"idmap": {"enabled": true}},
             "selinux": {"enabled": false}
         },
         "annotations": {

@@ -57,7 +57,7 @@ fn setup(args: &InitArgs) -> Result<Infallible> {
         user_namespace: namespaces.has(LinuxNamespaceType::User),
         no_pivot: args.no_pivot,
     };
-    let prepared = rootfs::prepare(spec, &args.config.rootfs, options)?;
+    let prepared = rootfs::prepare_with(spec, &args.config.rootfs, options, &args.id_mapped)?;
 
     args.channel.send(&Message::RunHooks)?;
     args.channel.expect(&Message::HooksDone)?;

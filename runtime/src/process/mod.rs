@@ -23,6 +23,7 @@ use crate::container::Container;
 use crate::error::Context;
 use crate::hooks::{self, HookState};
 use crate::namespaces::Namespaces;
+use crate::rootfs::{self, idmap};
 use crate::seccomp;
 use crate::spec::{self, Config};
 use crate::state::{self, Lock, State};
@@ -61,6 +62,9 @@ pub(crate) struct InitArgs {
     pub no_pivot: bool,
     pub no_new_keyring: bool,
     pub preserve_fds: u32,
+    /// Id-mapped mount trees, made on the host because only the host's
+    /// user namespace may id-map a mount of a disk file system.
+    pub id_mapped: rootfs::IdMappedMounts,
 }
 
 /// Undoes a half-done create or restore when dropped while armed: kills
@@ -127,6 +131,7 @@ pub fn create_with_console(options: &CreateOptions, console: Option<OwnedFd>) ->
             )));
         }
     }
+    let id_mapped = open_id_mapped_mounts(spec, &namespaces)?;
     let console = match (&options.console_socket, process.terminal().unwrap_or(false)) {
         (_, true) if console.is_some() => console,
         (Some(path), true) => Some(crate::console::connect(path)?),
@@ -169,6 +174,7 @@ pub fn create_with_console(options: &CreateOptions, console: Option<OwnedFd>) ->
         no_pivot: options.no_pivot,
         no_new_keyring: options.no_new_keyring,
         preserve_fds: options.preserve_fds,
+        id_mapped,
     };
     let child = match clone::fork_into(init_args.namespaces.clone_flags) {
         Ok(Some(pid)) => pid,
@@ -213,6 +219,40 @@ pub fn create_with_console(options: &CreateOptions, console: Option<OwnedFd>) ->
         root: options.root.clone(),
         state,
     })
+}
+
+/// Validates the id-mapped mounts of `spec` and, when the container gets
+/// a mount namespace of its own, clones and id-maps their sources.
+fn open_id_mapped_mounts(
+    spec: &oci_spec::runtime::Spec,
+    namespaces: &Namespaces,
+) -> Result<rootfs::IdMappedMounts> {
+    use oci_spec::runtime::LinuxNamespaceType;
+
+    let linux = spec.linux().as_ref();
+    let joined_path = linux
+        .and_then(|l| l.namespaces().as_ref())
+        .into_iter()
+        .flatten()
+        .find(|n| n.typ() == LinuxNamespaceType::User)
+        .and_then(|n| n.path().as_deref());
+    let user_namespace = match joined_path {
+        Some(path) => idmap::ContainerUserNamespace::Joined(path),
+        None if namespaces.is_new(LinuxNamespaceType::User) => idmap::ContainerUserNamespace::New {
+            uid_mappings: linux
+                .and_then(|l| l.uid_mappings().as_deref())
+                .unwrap_or_default(),
+            gid_mappings: linux
+                .and_then(|l| l.gid_mappings().as_deref())
+                .unwrap_or_default(),
+        },
+        None => idmap::ContainerUserNamespace::None,
+    };
+    let requests = idmap::plan(spec, user_namespace)?;
+    if requests.is_empty() || !namespaces.is_new(LinuxNamespaceType::Mount) {
+        return Ok(rootfs::IdMappedMounts::default());
+    }
+    Ok(rootfs::IdMappedMounts::open(&requests)?)
 }
 
 /// Validates the id and loads the bundle's configuration.

@@ -9,6 +9,7 @@
 
 mod cgroup;
 mod devices;
+pub mod idmap;
 mod mount;
 pub use mount::clean_destination;
 pub mod mountinfo;
@@ -17,6 +18,7 @@ mod paths;
 mod pivot;
 pub mod resolve;
 mod sys;
+mod userns;
 
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
@@ -25,6 +27,7 @@ use std::path::{Path, PathBuf};
 use oci_spec::runtime::Spec;
 
 pub use devices::verify_dev_null;
+pub use idmap::IdMappedMounts;
 pub use resolve::{open_in_root, resolve_in_root, Create, ResolveError, ResolveOptions, Resolved};
 
 /// Errors of preparing the root filesystem.
@@ -145,7 +148,21 @@ impl Rootfs {
 ///
 /// Without a mount namespace of its own, it only opens the rootfs: no
 /// mount is made, no device created.
+///
+/// A spec with id-mapped mounts needs [`prepare_with`].
 pub fn prepare(spec: &Spec, rootfs: &Path, options: Options) -> Result<Rootfs, RootfsError> {
+    prepare_with(spec, rootfs, options, &IdMappedMounts::default())
+}
+
+/// Prepares the rootfs as [`prepare`] does, attaching the trees of
+/// `id_mapped` (made by [`IdMappedMounts::open`] before the clone of the
+/// init) in place of the id-mapped spec mounts.
+pub fn prepare_with(
+    spec: &Spec,
+    rootfs: &Path,
+    options: Options,
+    id_mapped: &IdMappedMounts,
+) -> Result<Rootfs, RootfsError> {
     if !rootfs.is_absolute() {
         return Err(RootfsError::InvalidMount {
             path: rootfs.to_path_buf(),
@@ -174,10 +191,11 @@ pub fn prepare(spec: &Spec, rootfs: &Path, options: Options) -> Result<Rootfs, R
     let context = mount::MountContext {
         root: root.as_fd(),
         cgroup_namespace: cgroup::has_cgroup_namespace(spec),
+        id_mapped,
     };
     let mounts = spec.mounts().as_deref().unwrap_or_default();
-    for entry in mounts {
-        mount::mount_entry(&context, entry)?;
+    for (index, entry) in mounts.iter().enumerate() {
+        mount::mount_entry(&context, index, entry)?;
     }
 
     let dev_populated = !mount::has_dev_bind_mount(mounts);

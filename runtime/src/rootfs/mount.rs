@@ -12,6 +12,7 @@ use rustix::mount::{
 };
 
 use super::cgroup;
+use super::idmap::{is_id_mapped, IdMappedMounts};
 use super::options::{parse_mount_options, split_data, MountOptions, MS_REC, MS_REMOUNT};
 use super::resolve::{resolve_in_root, Create, ResolveOptions, Resolved};
 use super::sys::{self, MountAttr, ATTR_RDONLY, PROC_SUPER_MAGIC};
@@ -41,6 +42,8 @@ pub struct MountContext<'a> {
     /// The container has a cgroup namespace, so cgroup v1 hierarchies are
     /// mounted instead of bind-mounted.
     pub cgroup_namespace: bool,
+    /// Id-mapped trees the runtime prepared for the spec's mounts.
+    pub id_mapped: &'a IdMappedMounts,
 }
 
 /// A file system to mount with `fsopen`.
@@ -67,7 +70,7 @@ pub fn clean_destination(path: &Path) -> PathBuf {
     clean
 }
 
-fn is_bind_entry(entry: &Mount) -> bool {
+pub fn is_bind_entry(entry: &Mount) -> bool {
     let options = entry.options().as_deref().unwrap_or_default();
     entry.typ().as_deref() == Some("bind") || parse_mount_options(options).is_bind()
 }
@@ -80,8 +83,12 @@ pub fn has_dev_bind_mount(mounts: &[Mount]) -> bool {
         .any(|m| is_bind_entry(m) && clean_destination(m.destination()) == Path::new("/dev"))
 }
 
-/// Makes one spec mount.
-pub fn mount_entry(context: &MountContext<'_>, entry: &Mount) -> Result<(), RootfsError> {
+/// Makes one spec mount, the one at `index` in the spec's `mounts`.
+pub fn mount_entry(
+    context: &MountContext<'_>,
+    index: usize,
+    entry: &Mount,
+) -> Result<(), RootfsError> {
     let dest = entry.destination();
     if !dest.is_absolute() {
         return Err(RootfsError::RelativeDestination(dest.clone()));
@@ -94,7 +101,25 @@ pub fn mount_entry(context: &MountContext<'_>, entry: &Mount) -> Result<(), Root
         let Some(source) = source else {
             return Err(invalid(dest, "a bind mount needs a source"));
         };
+        if let Some(tree) = context.id_mapped.tree(index) {
+            let tree = tree
+                .try_clone_to_owned()
+                .map_err(|e| RootfsError::io(WHAT, dest, "dup of the id-mapped tree", e))?;
+            return attach_tree(context.root, dest, source, tree, &options);
+        }
+        if is_id_mapped(entry) {
+            return Err(invalid(
+                dest,
+                "the mount is id-mapped but the runtime prepared no id-mapped tree for it",
+            ));
+        }
         return bind_mount(context.root, dest, source, &options);
+    }
+    if is_id_mapped(entry) {
+        return Err(invalid(
+            dest,
+            "uidMappings, gidMappings, idmap and ridmap apply to bind mounts only",
+        ));
     }
     // NOTE: remounting an existing mount from the spec (runc passes
     // MS_REMOUNT on to mount(2)) has no fsopen counterpart here.
@@ -146,6 +171,18 @@ pub fn bind_mount(
     // The source is a host path, resolved on the host as the caller wrote it.
     let tree = open_tree(CWD, source, flags)
         .map_err(|e| RootfsError::io("mount source", source, "open_tree", e))?;
+    attach_tree(root, dest, source, tree, options)
+}
+
+/// Attaches `tree`, a detached clone of the host path `source`, onto `dest`
+/// in the rootfs, with the attributes and propagation of `options`.
+fn attach_tree(
+    root: BorrowedFd<'_>,
+    dest: &Path,
+    source: &Path,
+    tree: OwnedFd,
+    options: &MountOptions,
+) -> Result<(), RootfsError> {
     let stat = rfs::fstat(&tree).map_err(|e| RootfsError::io("mount source", source, "stat", e))?;
     let is_dir = FileType::from_raw_mode(stat.st_mode) == FileType::Directory;
 

@@ -127,6 +127,17 @@ pub struct MountOptions {
     pub data: Vec<String>,
     /// `tmpcopyup`: copy the destination's contents into the new tmpfs.
     pub copy_up: bool,
+    /// `idmap` or `ridmap`, the last one given winning.
+    pub idmap: Option<IdMapScope>,
+}
+
+/// The mounts of a bind mount tree that an id mapping applies to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IdMapScope {
+    /// `idmap`: the top mount only, even for `rbind`.
+    Top,
+    /// `ridmap`: every mount of the tree (`mount_setattr` with `AT_RECURSIVE`).
+    Recursive,
 }
 
 impl MountOptions {
@@ -216,6 +227,14 @@ pub fn parse_mount_options<S: AsRef<str>>(options: &[S]) -> MountOptions {
         }
         if option == "tmpcopyup" {
             parsed.copy_up = true;
+            continue;
+        }
+        if option == "idmap" {
+            parsed.idmap = Some(IdMapScope::Top);
+            continue;
+        }
+        if option == "ridmap" {
+            parsed.idmap = Some(IdMapScope::Recursive);
             continue;
         }
         if let Some(&(_, clear, flag)) = FLAG_OPTIONS.iter().find(|(name, ..)| *name == option) {
@@ -340,6 +359,18 @@ mod tests {
         assert_eq!(parsed.flags, 0);
         assert!(parsed.data.is_empty());
         assert!(parsed.copy_up);
+    }
+
+    #[test]
+    fn idmap_options_last_wins() {
+        assert_eq!(parse_mount_options(&["bind"]).idmap, None);
+        let parsed = parse_mount_options(&["rbind", "idmap"]);
+        assert_eq!(parsed.idmap, Some(IdMapScope::Top));
+        assert!(parsed.data.is_empty());
+        let parsed = parse_mount_options(&["idmap", "ridmap"]);
+        assert_eq!(parsed.idmap, Some(IdMapScope::Recursive));
+        let parsed = parse_mount_options(&["ridmap", "idmap"]);
+        assert_eq!(parsed.idmap, Some(IdMapScope::Top));
     }
 
     #[test]

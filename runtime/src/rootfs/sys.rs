@@ -25,6 +25,7 @@ pub const ATTR_NOATIME: u64 = MountAttrFlags::MOUNT_ATTR_NOATIME.bits() as u64;
 pub const ATTR_STRICTATIME: u64 = MountAttrFlags::MOUNT_ATTR_STRICTATIME.bits() as u64;
 pub const ATTR_NODIRATIME: u64 = MountAttrFlags::MOUNT_ATTR_NODIRATIME.bits() as u64;
 pub const ATTR_NOSYMFOLLOW: u64 = MountAttrFlags::MOUNT_ATTR_NOSYMFOLLOW.bits() as u64;
+pub const ATTR_IDMAP: u64 = MountAttrFlags::MOUNT_ATTR_IDMAP.bits() as u64;
 
 /// `struct mount_attr` of `mount_setattr(2)`.
 #[repr(C)]
@@ -37,7 +38,7 @@ pub struct MountAttr {
     pub attr_clr: u64,
     /// One of `MS_SHARED`, `MS_SLAVE`, `MS_PRIVATE`, `MS_UNBINDABLE`, or 0.
     pub propagation: u64,
-    /// User namespace fd for `MOUNT_ATTR_IDMAP`; unused here.
+    /// User namespace fd whose mappings `MOUNT_ATTR_IDMAP` applies.
     pub userns_fd: u64,
 }
 
