@@ -138,6 +138,7 @@ fn close_unneeded_fds(args: &InitArgs) -> Result<()> {
     keep.push(args.exec_socket.as_raw_fd());
     keep.extend(args.console.as_ref().map(|fd| fd.as_raw_fd()));
     keep.extend(args.namespaces.join.iter().map(|(_, fd)| fd.as_raw_fd()));
+    keep.extend(args.id_mapped.fds().map(|fd| fd.as_raw_fd()));
     crate::utils::close_fds_except(3, &keep).context(|| "close inherited fds".into())
 }
 

@@ -245,6 +245,11 @@ impl IdMappedMounts {
         Ok(IdMappedMounts { trees })
     }
 
+    /// Returns the descriptors of every tree, which the init keeps open.
+    pub fn fds(&self) -> impl Iterator<Item = BorrowedFd<'_>> {
+        self.trees.values().map(|tree| tree.as_fd())
+    }
+
     /// Returns the id-mapped tree for the spec mount at `index`.
     pub fn tree(&self, index: usize) -> Option<BorrowedFd<'_>> {
         self.trees.get(&index).map(|fd| fd.as_fd())
