@@ -51,7 +51,7 @@ impl Status {
     }
 }
 
-/// What a command does to a container.
+/// An operation a command applies to a container.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Operation {
     Start,
@@ -63,8 +63,8 @@ pub enum Operation {
 }
 
 impl Operation {
-    /// The statuses from which the operation is allowed: the transition
-    /// table of the runtime, written once.
+    /// Returns the statuses from which the operation is allowed: the
+    /// transition table of the runtime, written once.
     pub fn allowed_from(self) -> &'static [Status] {
         use Status::*;
         match self {
@@ -129,15 +129,15 @@ impl Container {
         state::dir(&self.root, &self.state.id)
     }
 
-    /// The socket that `start` connects to; it exists while the container
-    /// is created and not yet started.
+    /// Returns the path of the socket that `start` connects to. The socket
+    /// exists while the container is created and not yet started.
     pub fn exec_socket_path(&self) -> PathBuf {
         crate::exec_socket::path_in(&self.dir())
     }
 
-    /// Returns true while the init process recorded for the container runs
-    /// (an exiting process or a zombie counts as exited; a pid reused by
-    /// another process too).
+    /// Returns true while the init process recorded for the container runs.
+    /// An exiting process or a zombie counts as exited, and so does another
+    /// process that reused the pid.
     pub fn init_alive(&self) -> bool {
         let pid = self.state.init_pid;
         if pid <= 0 {
@@ -165,7 +165,8 @@ impl Container {
         Status::Running
     }
 
-    /// The state as `state` prints it: the pid is 0 once the init exited.
+    /// Returns the state as `state` prints it, with pid 0 once the init
+    /// exited.
     pub fn oci_state(&self) -> OciState {
         let status = self.status();
         let pid = if status == Status::Stopped {

@@ -2,7 +2,7 @@
 
 use serde_json::{json, Value};
 
-/// The `features` document of the runtime spec for this build.
+/// Returns the `features` document of the runtime spec for this build.
 pub fn features() -> Value {
     let capabilities: Vec<String> = {
         let mut names: Vec<String> = caps::all().iter().map(|c| c.to_string()).collect();

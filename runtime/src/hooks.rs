@@ -36,7 +36,7 @@ impl Kind {
         }
     }
 
-    /// The hooks of this kind in `spec`, in order.
+    /// Returns the hooks of this kind in `spec`, in order.
     pub fn of(self, spec: &Spec) -> &[Hook] {
         let Some(hooks) = spec.hooks() else {
             return &[];
@@ -52,8 +52,9 @@ impl Kind {
         list.as_deref().unwrap_or_default()
     }
 
-    /// A failure of these hooks only logs a warning: the runtime spec lets
-    /// the lifecycle go on after `poststart` and `poststop` hooks fail.
+    /// Returns true for the kinds whose failure only logs a warning: the
+    /// runtime spec lets the lifecycle go on after `poststart` and
+    /// `poststop` hooks fail.
     pub fn failure_is_warning(self) -> bool {
         matches!(self, Kind::Poststart | Kind::Poststop)
     }
@@ -105,8 +106,8 @@ fn run_one(hook: &Hook, input: &[u8]) -> std::result::Result<(), String> {
         let (name, value) = entry.split_once('=').unwrap_or((entry, ""));
         command.env(name, value);
     }
-    // Output goes to an in-memory file that cannot fill up and block the
-    // hook the way a pipe nobody reads would; it is quoted in the error.
+    // Output goes to an in-memory file, which cannot fill up and block the
+    // hook as an unread pipe would. The error quotes it.
     let output = rustix::fs::memfd_create("hull-hook-output", rustix::fs::MemfdFlags::CLOEXEC)
         .map(std::fs::File::from)
         .map_err(|e| format!("memfd for the output of {}: {e}", path.display()))?;

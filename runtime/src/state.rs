@@ -18,7 +18,7 @@ use crate::{Error, Result};
 /// File name of the record in the container's directory.
 pub const STATE_FILE: &str = "state.json";
 
-/// What the runtime stores about a container between commands.
+/// The record the runtime keeps of a container between commands.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct State {
     pub oci_version: String,
@@ -42,7 +42,7 @@ pub struct State {
 }
 
 impl State {
-    /// The annotations of the container's configuration.
+    /// Returns the annotations of the container's configuration.
     pub fn annotations(&self) -> BTreeMap<String, String> {
         self.config
             .annotations()
@@ -53,7 +53,7 @@ impl State {
     }
 }
 
-/// The directory of container `id` under `root`.
+/// Returns the directory of container `id` under `root`.
 pub fn dir(root: &Path, id: &str) -> PathBuf {
     root.join(id)
 }
@@ -95,7 +95,7 @@ pub fn owner(root: &Path, id: &str) -> String {
 }
 
 /// An exclusive lock on one container's directory, released on drop. Every
-/// command that changes a container holds it, so two commands on one id
+/// command that changes a container takes it, so two commands on one id
 /// run one after the other.
 pub struct Lock {
     _flock: Flock<File>,
@@ -108,7 +108,7 @@ impl Lock {
     }
 
     /// Takes the lock on the directory of `id` if it is free. Returns `None`
-    /// when another command holds it or the directory is gone.
+    /// when another command has it or the directory is gone.
     pub fn try_acquire(root: &Path, id: &str) -> Result<Option<Lock>> {
         match Self::take(root, id, FlockArg::LockExclusiveNonblock) {
             Err(Error::NotExist(_)) => Ok(None),

@@ -23,7 +23,7 @@ pub fn write_atomic(path: &Path, data: &[u8]) -> io::Result<()> {
     result
 }
 
-/// What `/proc/PID/stat` gives about a process.
+/// The fields of `/proc/PID/stat` that the runtime uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ProcStat {
     /// The state letter: R, S, D, Z, T, X ...
@@ -72,8 +72,8 @@ fn parse_proc_stat(text: &str) -> Option<ProcStat> {
 
 /// Closes every descriptor from `first` on except those in `keep`, so that
 /// no descriptor of the runtime or its caller is open while the container
-/// is set up (a directory descriptor there would let `process.cwd` or a
-/// `/proc/self/fd/N` path reach the host, as in CVE-2024-21626).
+/// is set up. A directory descriptor there would let `process.cwd` or a
+/// `/proc/self/fd/N` path reach the host, as in CVE-2024-21626.
 pub fn close_fds_except(first: RawFd, keep: &[RawFd]) -> std::io::Result<()> {
     let mut keep: Vec<RawFd> = keep.iter().copied().filter(|fd| *fd >= first).collect();
     keep.sort_unstable();

@@ -19,7 +19,7 @@ use crate::{Error, Result};
 /// PATH used to find the program when `process.env` sets none.
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
-/// The resource number of an rlimit name such as `RLIMIT_NOFILE`.
+/// Returns the resource number of an rlimit name such as `RLIMIT_NOFILE`.
 fn rlimit_resource(name: &str) -> Option<libc::__rlimit_resource_t> {
     Some(match name {
         "RLIMIT_AS" => libc::RLIMIT_AS,
@@ -105,7 +105,7 @@ pub fn set_user(process: &Process) -> Result<()> {
     Ok(())
 }
 
-/// The environment of the process, with HOME added from the container's
+/// Returns the environment of the process, with HOME added from the container's
 /// `/etc/passwd` when the spec sets none, as runc does.
 pub fn environment(process: &Process) -> Vec<String> {
     let mut env = process.env().clone().unwrap_or_default();
@@ -190,11 +190,10 @@ pub struct Prepared<'a> {
 }
 
 /// Applies `process` to the calling process: rlimits, scheduler, I/O
-/// priority and personality, working directory,
-/// capabilities, user and groups, no_new_privs; installs the seccomp filter
-/// when it must come before the capabilities drop; finds the program; and
-/// marks inherited descriptors from 3+`preserve_fds` on close-on-exec.
-/// Shared by the container's init and by `exec`.
+/// priority, personality, working directory, capabilities, user and groups,
+/// and no_new_privs. Also installs the seccomp filter when it must come
+/// before the capabilities drop, finds the program, and marks descriptors
+/// from 3+`preserve_fds` on close-on-exec. The init and `exec` share it.
 pub fn prepare<'a>(
     process: &Process,
     personality: Option<&LinuxPersonality>,
