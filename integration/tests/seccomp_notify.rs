@@ -396,3 +396,32 @@ fn notify_without_listener_path_rejected() {
     assert!(output.stderr.contains("listenerPath"), "{output}");
     assert!(!runtime.state_dir(&id).exists(), "state left:\n{output}");
 }
+
+#[test]
+fn features_list_notify() {
+    require_root!();
+    let output = Runtime::hull().exec(&["features"]);
+    output.expect_success();
+    let features: Value = serde_json::from_str(&output.stdout)
+        .unwrap_or_else(|e| panic!("invalid JSON ({e}):\n{output}"));
+    let seccomp = &features["linux"]["seccomp"];
+    let contains = |list: &str, name: &str| {
+        seccomp[list]
+            .as_array()
+            .is_some_and(|items| items.iter().any(|item| item == name))
+    };
+    assert!(contains("actions", "SCMP_ACT_NOTIFY"), "{seccomp}");
+    let flag = "SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV";
+    assert!(contains("knownFlags", flag), "{seccomp}");
+    assert!(contains("supportedFlags", flag), "{seccomp}");
+
+    // runc 1.1.5 lists the same actions.
+    let runc_output = Runtime::runc().exec(&["features"]);
+    runc_output.expect_success();
+    let runc: Value = serde_json::from_str(&runc_output.stdout)
+        .unwrap_or_else(|e| panic!("invalid JSON ({e}):\n{runc_output}"));
+    assert_eq!(
+        seccomp["actions"], runc["linux"]["seccomp"]["actions"],
+        "hull and runc list different seccomp actions"
+    );
+}

@@ -195,6 +195,7 @@ pub const ACTIONS: &[&str] = &[
     "SCMP_ACT_KILL_PROCESS",
     "SCMP_ACT_KILL_THREAD",
     "SCMP_ACT_LOG",
+    "SCMP_ACT_NOTIFY",
     "SCMP_ACT_TRACE",
     "SCMP_ACT_TRAP",
 ];
@@ -216,9 +217,11 @@ pub const ARCHITECTURES: &[&str] = &["SCMP_ARCH_X32", "SCMP_ARCH_X86", "SCMP_ARC
 #[cfg(not(target_arch = "x86_64"))]
 pub const ARCHITECTURES: &[&str] = &["SCMP_ARCH_AARCH64"];
 
-/// Filter flags passed to seccomp(2).
+/// Filter flags passed to seccomp(2). SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV
+/// needs a profile with SCMP_ACT_NOTIFY rules.
 pub const FLAGS: &[&str] = &[
     "SECCOMP_FILTER_FLAG_LOG",
     "SECCOMP_FILTER_FLAG_SPEC_ALLOW",
     "SECCOMP_FILTER_FLAG_TSYNC",
+    "SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV",
 ];
