@@ -347,6 +347,64 @@ fn notify_exec_answered_by_agent() {
 }
 
 #[test]
+fn notify_exec_without_agent_fails() {
+    require_root!();
+    for runtime in [Runtime::hull(), Runtime::runc()] {
+        let what = format!("{} exec without agent", runtime.name());
+        let agent = Agent::start();
+        let listener = agent.path.clone();
+        let mut bundle = Bundle::busybox(&["sleep", "600"]);
+        bundle.config["linux"]["seccomp"] = notify_profile(&listener);
+        let id = unique_id("notify-gone");
+        runtime.run_detached(&id, &bundle).expect_success();
+        assert_eq!(agent.wait_for_states(1).len(), 1, "{what}");
+        // Stopping the agent removes its socket.
+        drop(agent);
+
+        let marker = format!("echo {id}");
+        let output = runtime.exec(&["exec", &id, "sh", "-c", &marker]);
+        assert!(!output.success(), "{what}:\n{output}");
+        if runtime.name() == "hull" {
+            assert!(
+                output.stderr.contains(&listener.display().to_string()),
+                "{what}: the error names the socket:\n{output}"
+            );
+            assert!(
+                host::pids_with_cmdline(&marker).is_empty(),
+                "{what}: exec process left: {:?}",
+                host::pids_with_cmdline(&marker)
+            );
+        }
+        assert_eq!(runtime.status(&id), "running", "{what}");
+        runtime.delete_force(&id).expect_success();
+    }
+}
+
+#[test]
+fn notify_exec_into_paused_rejected() {
+    require_root!();
+    let runtime = Runtime::hull();
+    let agent = Agent::start();
+    let mut bundle = Bundle::busybox(&["sleep", "600"]);
+    bundle.config["linux"]["seccomp"] = notify_profile(&agent.path);
+    let id = unique_id("notify-paused");
+    runtime.run_detached(&id, &bundle).expect_success();
+    runtime.exec(&["pause", &id]).expect_success();
+
+    let output = runtime.exec(&["exec", "--ignore-paused", &id, "true"]);
+    assert!(!output.success(), "{output}");
+    assert!(output.stderr.contains("SCMP_ACT_NOTIFY"), "{output}");
+    assert_eq!(
+        agent.wait_for_states(1).len(),
+        1,
+        "only create reached the agent"
+    );
+
+    runtime.exec(&["resume", &id]).expect_success();
+    runtime.delete_force(&id).expect_success();
+}
+
+#[test]
 fn notify_missing_agent_fails_create() {
     require_root!();
     let missing = tempfile::tempdir().expect("create a directory for the socket path");
