@@ -28,8 +28,9 @@ pub(crate) fn install(filter: &Filter, channel: &Channel) -> Result<()> {
 
 /// Passes the listener fd received with a [`Message::SeccompListener`] to
 /// the agent at `filter`'s `listenerPath`, then sends
-/// [`Message::SeccompListenerDone`] to the process over `channel`. `pid` is the filtered process and `state` the
-/// container's state, both as the agent receives them.
+/// [`Message::SeccompListenerDone`] to the process over `channel`. `pid` is
+/// the filtered process and `state` the container's state, both as the agent
+/// receives them.
 pub(crate) fn forward(
     channel: &Channel,
     filter: Option<&Filter>,

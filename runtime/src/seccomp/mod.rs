@@ -78,6 +78,8 @@ pub enum SeccompError {
     Install(#[source] std::io::Error),
     #[error("seccomp(SECCOMP_SET_MODE_FILTER) with SECCOMP_FILTER_FLAG_TSYNC failed: thread {tid} could not be synchronized")]
     TsyncFailed { tid: i64 },
+    #[error("seccomp(SECCOMP_SET_MODE_FILTER) with SECCOMP_FILTER_FLAG_TSYNC failed: a thread could not be synchronized")]
+    TsyncFailedUnknownThread,
     #[error("connect to the seccomp agent at {path} (linux.seccomp.listenerPath): {source}")]
     AgentConnect {
         path: PathBuf,
@@ -169,7 +171,12 @@ impl Filter {
             )
         };
         if result < 0 {
-            return Err(SeccompError::Install(std::io::Error::last_os_error()));
+            let error = std::io::Error::last_os_error();
+            let tsync_esrch = libc::SECCOMP_FILTER_FLAG_TSYNC_ESRCH as u32;
+            if self.flags & tsync_esrch != 0 && error.raw_os_error() == Some(libc::ESRCH) {
+                return Err(SeccompError::TsyncFailedUnknownThread);
+            }
+            return Err(SeccompError::Install(error));
         }
         if self.needs_listener() {
             // SAFETY: with SECCOMP_FILTER_FLAG_NEW_LISTENER a successful

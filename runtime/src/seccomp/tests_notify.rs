@@ -300,6 +300,15 @@ fn install_with_wait_killable_recv() {
 }
 
 #[test]
+fn install_tsync_with_notify() {
+    let mut value = notify_profile(&["getcwd"]);
+    value["flags"] = json!(["SECCOMP_FILTER_FLAG_TSYNC"]);
+    let filter = compile(&profile(value)).unwrap();
+    let status = answer_child(&filter, Answer::Errno(libc::ENOLINK));
+    assert_eq!(exit_code(status), Some(libc::ENOLINK));
+}
+
+#[test]
 fn install_without_notify_returns_none() {
     let filter = compile(&profile(json!({"defaultAction": "SCMP_ACT_ALLOW"}))).unwrap();
     assert!(!filter.needs_listener());
