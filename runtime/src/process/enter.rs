@@ -11,10 +11,11 @@ use nix::sched::{setns, CloneFlags};
 use nix::unistd::Pid;
 use oci_spec::runtime::{LinuxNamespaceType, LinuxPersonality, Process};
 
-use super::{clone, exec};
+use super::{clone, exec, notify};
 use crate::capabilities;
 use crate::container::{Container, Status};
 use crate::error::Context;
+use crate::hooks::HookState;
 use crate::seccomp;
 use crate::sync::{self, Message};
 use crate::{Error, Result};
@@ -77,6 +78,13 @@ pub fn exec(container: &Container, options: ExecOptions) -> Result<Pid> {
         .and_then(|linux| linux.seccomp().as_ref())
         .map(seccomp::compile)
         .transpose()?;
+    if status == Status::Paused && filter.as_ref().is_some_and(|f| f.needs_listener()) {
+        // The process would install the filter only on resume, after this
+        // command has returned, so no runtime would pass its listener fd on.
+        return Err(Error::Message(
+            "cannot exec in a paused container whose seccomp profile uses SCMP_ACT_NOTIFY: resume it first".into(),
+        ));
+    }
     let sets = process
         .capabilities()
         .as_ref()
@@ -149,16 +157,36 @@ pub fn exec(container: &Container, options: ExecOptions) -> Result<Pid> {
         // there is nothing to wait for now.
         return Ok(pid);
     }
+    let annotations = container.state.annotations();
+    let state = HookState {
+        oci_version: &container.state.oci_version,
+        id: &container.state.id,
+        status: "running",
+        pid: Some(container.state.init_pid),
+        bundle: &container.state.bundle,
+        annotations,
+    };
     // A successful exec closes the child's end of the pair (close-on-exec).
-    match parent.recv()? {
-        None => Ok(pid),
-        Some(Message::Failed(message)) => {
-            let _ = nix::sys::wait::waitpid(pid, None);
-            Err(Error::Message(message))
-        }
-        Some(other) => Err(Error::Message(format!(
-            "unexpected {other:?} from the exec process"
-        ))),
+    loop {
+        let failure = match parent.recv_with_fd()? {
+            None => return Ok(pid),
+            Some((Message::SeccompListener, listener)) => {
+                match notify::forward(&parent, filter.as_ref(), listener, pid.as_raw(), &state) {
+                    Ok(()) => continue,
+                    Err(error) => error,
+                }
+            }
+            Some((Message::Failed(message), _)) => {
+                let _ = nix::sys::wait::waitpid(pid, None);
+                return Err(Error::Message(message));
+            }
+            Some((other, _)) => {
+                Error::Message(format!("unexpected {other:?} from the exec process"))
+            }
+        };
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+        let _ = nix::sys::wait::waitpid(pid, None);
+        return Err(failure);
     }
 }
 
@@ -242,6 +270,6 @@ fn enter(plan: Plan, channel: &sync::Channel) -> Result<Infallible> {
             .map(|b| (b.height() as u16, b.width() as u16));
         crate::console::setup(console, size, false)?;
     }
-    let prepared = exec::prepare(process, personality, filter, sets, preserve_fds)?;
+    let prepared = exec::prepare(process, personality, filter, sets, preserve_fds, channel)?;
     Err(prepared.exec())
 }

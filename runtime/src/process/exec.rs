@@ -9,11 +9,12 @@ use std::path::{Path, PathBuf};
 use nix::unistd::{Gid, Uid};
 use oci_spec::runtime::{LinuxPersonality, PosixRlimit, Process};
 
-use super::attributes;
+use super::{attributes, notify};
 
 use crate::capabilities::Sets;
 use crate::error::Context;
 use crate::seccomp::Filter;
+use crate::sync::Channel;
 use crate::{Error, Result};
 
 /// PATH used to find the program when `process.env` sets none.
@@ -185,14 +186,16 @@ pub struct Prepared<'a> {
     program: PathBuf,
     args: Vec<String>,
     env: Vec<String>,
-    /// The filter to install last, with no_new_privs set.
+    /// The filter to install last, with no_new_privs set. A filter with a
+    /// notify listener is never late: `prepare` installs it.
     late_seccomp: Option<&'a Filter>,
 }
 
 /// Applies `process` to the calling process: rlimits, scheduler, I/O
 /// priority, personality, working directory, capabilities, user and groups,
 /// and no_new_privs. Also installs the seccomp filter when it must come
-/// before the capabilities drop, finds the program, and marks descriptors
+/// before the capabilities drop or has a notify listener (whose fd goes to
+/// the runtime over `channel`), finds the program, and marks descriptors
 /// from 3+`preserve_fds` on close-on-exec. The init and `exec` share it.
 pub fn prepare<'a>(
     process: &Process,
@@ -200,6 +203,7 @@ pub fn prepare<'a>(
     seccomp: Option<&'a Filter>,
     capabilities: Option<&Sets>,
     preserve_fds: u32,
+    channel: &Channel,
 ) -> Result<Prepared<'a>> {
     set_rlimits(process.rlimits().as_deref().unwrap_or_default())?;
     // Real-time policies and raised I/O priorities need capabilities that
@@ -221,7 +225,7 @@ pub fn prepare<'a>(
     if let (Some(filter), false) = (seccomp, no_new_privileges) {
         // Without no_new_privs, installing a filter needs CAP_SYS_ADMIN,
         // which the capability sets below may drop.
-        filter.install()?;
+        notify::install(filter, channel)?;
     }
     if let Some(sets) = capabilities {
         sets.apply_bounding()?;
@@ -240,11 +244,21 @@ pub fn prepare<'a>(
     let args = process.args().clone().unwrap_or_default();
     let program = find_program(&args[0], &env)?;
     close_inherited_fds(3 + preserve_fds)?;
+
+    let mut late_seccomp = seccomp.filter(|_| no_new_privileges);
+    if let Some(filter) = late_seccomp.filter(|f| f.needs_listener()) {
+        // The listener fd must reach the agent before `create` returns, as
+        // in runc, so this filter cannot wait for execve. The init's steps
+        // after this one (waiting for `start`, startContainer hooks) run
+        // under it.
+        notify::install(filter, channel)?;
+        late_seccomp = None;
+    }
     Ok(Prepared {
         program,
         args,
         env,
-        late_seccomp: seccomp.filter(|_| no_new_privileges),
+        late_seccomp,
     })
 }
 
@@ -253,6 +267,8 @@ impl Prepared<'_> {
     /// Returns only on failure.
     pub fn exec(self) -> Error {
         if let Some(filter) = self.late_seccomp {
+            // `prepare` installed any filter with a listener, so there is
+            // no listener fd here.
             if let Err(e) = filter.install() {
                 return e.into();
             }

@@ -104,6 +104,7 @@ fn setup(args: &InitArgs) -> Result<Infallible> {
         args.seccomp.as_ref(),
         args.capabilities.as_ref(),
         args.preserve_fds,
+        &args.channel,
     )?;
 
     args.channel.send(&Message::Ready)?;

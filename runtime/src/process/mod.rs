@@ -7,6 +7,7 @@ pub mod exec;
 
 mod clone;
 mod init;
+mod notify;
 
 use std::fs;
 use std::os::fd::OwnedFd;
@@ -162,6 +163,8 @@ pub fn create_with_console(options: &CreateOptions, console: Option<OwnedFd>) ->
         .contains(nix::sched::CloneFlags::CLONE_NEWUSER);
     namespaces.join_pid()?;
     namespaces.create_time(spec)?;
+    // The runtime's copy of a filter with a listener, to reach the agent.
+    let notify_filter = seccomp.clone().filter(|f| f.needs_listener());
     let init_args = InitArgs {
         id: options.id.clone(),
         config: config.clone(),
@@ -211,7 +214,7 @@ pub fn create_with_console(options: &CreateOptions, console: Option<OwnedFd>) ->
     hooks::run(hooks::Kind::Prestart, spec, &hook_state)?;
     hooks::run(hooks::Kind::CreateRuntime, spec, &hook_state)?;
     parent_channel.send(&Message::HooksDone)?;
-    parent_channel.expect(&Message::Ready)?;
+    wait_ready(&parent_channel, notify_filter.as_ref(), &hook_state)?;
 
     record(options, &state)?;
     cleanup.armed = false;
@@ -333,6 +336,36 @@ pub(crate) fn record(options: &CreateOptions, state: &State) -> Result<()> {
             .context(|| format!("write pid file {}", pid_file.display()))?;
     }
     Ok(())
+}
+
+/// Waits for the init's `Ready`. Before it, the init sends the listener fd
+/// of a seccomp filter with SCMP_ACT_NOTIFY rules, which goes on to the
+/// agent at `listenerPath` with `state`.
+fn wait_ready(
+    channel: &sync::Channel,
+    notify_filter: Option<&seccomp::Filter>,
+    state: &HookState,
+) -> Result<()> {
+    loop {
+        match channel.recv_with_fd()? {
+            Some((Message::Ready, _)) => return Ok(()),
+            Some((Message::SeccompListener, listener)) => {
+                let pid = state.pid.expect("the create state has the init's pid");
+                notify::forward(channel, notify_filter, listener, pid, state)?;
+            }
+            Some((Message::Failed(message), _)) => return Err(Error::Message(message)),
+            Some((other, _)) => {
+                return Err(Error::Message(format!(
+                    "expected Ready from the container's init, got {other:?}"
+                )))
+            }
+            None => {
+                return Err(Error::Message(
+                    "the container's init exited before sending Ready".into(),
+                ))
+            }
+        }
+    }
 }
 
 /// Writes the uid and gid maps of the init's new user namespace. The init

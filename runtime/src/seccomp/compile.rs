@@ -21,6 +21,9 @@ pub enum Action {
     KillThread,
     Trap,
     Errno(u16),
+    /// SECCOMP_RET_USER_NOTIF: the syscall waits for the seccomp agent that
+    /// has the filter's listener fd.
+    Notify,
     Trace(u16),
     Log,
     Allow,
@@ -34,6 +37,7 @@ impl Action {
             Action::KillThread => libc::SECCOMP_RET_KILL_THREAD,
             Action::Trap => libc::SECCOMP_RET_TRAP,
             Action::Errno(errno) => libc::SECCOMP_RET_ERRNO | u32::from(errno),
+            Action::Notify => libc::SECCOMP_RET_USER_NOTIF,
             Action::Trace(message) => libc::SECCOMP_RET_TRACE | u32::from(message),
             Action::Log => libc::SECCOMP_RET_LOG,
             Action::Allow => libc::SECCOMP_RET_ALLOW,
@@ -48,6 +52,7 @@ impl Action {
     }
 
     /// Whether the kernel runs the syscall, for TRACE unless a tracer skips it.
+    /// NOTIFY counts as not running it, although the agent may let it run.
     pub fn runs_syscall(self) -> bool {
         matches!(self, Action::Allow | Action::Log | Action::Trace(_))
     }
@@ -102,8 +107,14 @@ pub struct Plan {
     /// Whether syscalls numbered above the largest one with a rule return
     /// ENOSYS instead of the default action.
     pub enosys_above_max: bool,
+    /// `SECCOMP_FILTER_FLAG_*` bits, with NEW_LISTENER when a rule notifies.
     pub flags: u32,
 }
+
+/// Syscalls that may not notify, because the init and the exec process make
+/// them to hand the listener fd to the runtime, before any agent has it:
+/// hull sends it with sendmsg, and runc 1.1 writes its number with write.
+const NOTIFY_FORBIDDEN: [&str; 2] = ["sendmsg", "write"];
 
 /// Checks `profile` and sorts its rules by ABI and syscall number.
 pub fn plan(profile: &LinuxSeccomp) -> Result<Plan, SeccompError> {
@@ -115,6 +126,9 @@ pub fn plan(profile: &LinuxSeccomp) -> Result<Plan, SeccompError> {
         profile.default_errno_ret(),
         "the default action",
     )?;
+    if default == Action::Notify {
+        return Err(SeccompError::NotifyDefaultAction);
+    }
 
     let (abis, unmapped_arches) = listed_abis(native, profile.architectures().as_deref());
     // NOTE: the syscalls of a listed compat ABI without a table here (32-bit
@@ -138,10 +152,20 @@ pub fn plan(profile: &LinuxSeccomp) -> Result<Plan, SeccompError> {
         })
         .collect();
 
+    let mut notify = false;
     for syscall in profile.syscalls().as_deref().unwrap_or_default() {
         let names = syscall.names();
         let context = names.join(",");
         let action = convert_action(syscall.action(), syscall.errno_ret(), &context)?;
+        if action == Action::Notify {
+            notify = true;
+            if let Some(name) = names
+                .iter()
+                .find(|n| NOTIFY_FORBIDDEN.contains(&n.as_str()))
+            {
+                return Err(SeccompError::NotifyForbiddenSyscall { name: name.clone() });
+            }
+        }
         let rules = split_conditions(
             action,
             syscall.args().as_deref().unwrap_or_default(),
@@ -177,13 +201,16 @@ pub fn plan(profile: &LinuxSeccomp) -> Result<Plan, SeccompError> {
         }
     }
 
+    if notify && profile.listener_path().is_none() {
+        return Err(SeccompError::MissingListenerPath);
+    }
     Ok(Plan {
         default,
         bad_arch: Action::KillThread,
         sections,
         unmapped,
         enosys_above_max: !default.runs_syscall(),
-        flags: convert_flags(profile.flags().as_deref())?,
+        flags: convert_flags(profile.flags().as_deref(), notify)?,
     })
 }
 
@@ -238,14 +265,7 @@ fn convert_action(
         LinuxSeccompAction::ScmpActTrace => Action::Trace(data()?),
         LinuxSeccompAction::ScmpActLog => Action::Log,
         LinuxSeccompAction::ScmpActAllow => Action::Allow,
-        // TODO: support SCMP_ACT_NOTIFY: install with
-        // SECCOMP_FILTER_FLAG_NEW_LISTENER and send the listener fd to
-        // listenerPath.
-        LinuxSeccompAction::ScmpActNotify => {
-            return Err(SeccompError::NotifyNotSupported {
-                context: context.to_owned(),
-            })
-        }
+        LinuxSeccompAction::ScmpActNotify => Action::Notify,
     })
 }
 
@@ -337,12 +357,18 @@ fn order_rules(rules: &mut Vec<Rule>) {
 
 /// Converts the profile's flags to `SECCOMP_FILTER_FLAG_*` bits. Without a
 /// `flags` field, SPEC_ALLOW is set, as runc does; an empty list sets none.
-fn convert_flags(flags: Option<&[LinuxSeccompFilterFlag]>) -> Result<u32, SeccompError> {
-    let Some(flags) = flags else {
-        return Ok(libc::SECCOMP_FILTER_FLAG_SPEC_ALLOW as u32);
+/// With `notify` (a rule uses SCMP_ACT_NOTIFY), NEW_LISTENER is added, and
+/// TSYNC_ESRCH too when TSYNC is set, because the kernel rejects TSYNC with
+/// NEW_LISTENER alone: both would return a number on success.
+fn convert_flags(
+    flags: Option<&[LinuxSeccompFilterFlag]>,
+    notify: bool,
+) -> Result<u32, SeccompError> {
+    let mut bits = match flags {
+        None => libc::SECCOMP_FILTER_FLAG_SPEC_ALLOW,
+        Some(_) => 0,
     };
-    let mut bits = 0;
-    for flag in flags {
+    for flag in flags.unwrap_or_default() {
         bits |= match flag {
             LinuxSeccompFilterFlag::SeccompFilterFlagTsync => libc::SECCOMP_FILTER_FLAG_TSYNC,
             LinuxSeccompFilterFlag::SeccompFilterFlagLog => libc::SECCOMP_FILTER_FLAG_LOG,
@@ -350,12 +376,21 @@ fn convert_flags(flags: Option<&[LinuxSeccompFilterFlag]>) -> Result<u32, Seccom
                 libc::SECCOMP_FILTER_FLAG_SPEC_ALLOW
             }
             // The kernel accepts this flag only with a notify listener.
+            LinuxSeccompFilterFlag::SeccompFilterFlagWaitKillableRecv if notify => {
+                libc::SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV
+            }
             LinuxSeccompFilterFlag::SeccompFilterFlagWaitKillableRecv => {
                 return Err(SeccompError::FlagNeedsNotify {
                     flag: "SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV",
                 })
             }
-        } as u32;
+        };
     }
-    Ok(bits)
+    if notify {
+        bits |= libc::SECCOMP_FILTER_FLAG_NEW_LISTENER;
+        if bits & libc::SECCOMP_FILTER_FLAG_TSYNC != 0 {
+            bits |= libc::SECCOMP_FILTER_FLAG_TSYNC_ESRCH;
+        }
+    }
+    Ok(bits as u32)
 }

@@ -17,12 +17,17 @@
 //!   ENOSYS, as runc's patched filter does, so that programs fall back from
 //!   syscalls newer than the profile.
 //! - Without a `flags` field the filter gets SECCOMP_FILTER_FLAG_SPEC_ALLOW.
+//! - SCMP_ACT_NOTIFY needs `listenerPath`. The filter is then installed with
+//!   SECCOMP_FILTER_FLAG_NEW_LISTENER, and the runtime sends the listener fd
+//!   to the seccomp agent listening there (see [`agent`]). NOTIFY may not be
+//!   the default action, as in runc.
 //!
 //! When several rules name one syscall, an unconditional rule decides alone
 //! (the first one in the profile, as in libseccomp). Otherwise the matching
 //! rule with the highest-precedence action wins, in the kernel's order:
-//! KILL_PROCESS, KILL_THREAD, TRAP, ERRNO, TRACE, LOG, ALLOW.
+//! KILL_PROCESS, KILL_THREAD, TRAP, ERRNO, USER_NOTIF, TRACE, LOG, ALLOW.
 
+pub mod agent;
 mod bpf;
 mod compile;
 mod syscalls;
@@ -30,7 +35,10 @@ mod syscalls;
 mod tests;
 #[cfg(test)]
 mod tests_install;
+#[cfg(test)]
+mod tests_notify;
 
+use std::os::fd::{FromRawFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
 
 use oci_spec::runtime::LinuxSeccomp;
@@ -50,8 +58,14 @@ pub enum SeccompError {
     InvalidArgIndex { index: usize, context: String },
     #[error("invalid seccomp errnoRet {value} for {context}: must be at most 65535")]
     InvalidErrnoRet { value: u32, context: String },
-    #[error("seccomp action SCMP_ACT_NOTIFY for {context} is not supported")]
-    NotifyNotSupported { context: String },
+    #[error("invalid seccomp defaultAction SCMP_ACT_NOTIFY: only rules may notify")]
+    NotifyDefaultAction,
+    #[error("invalid seccomp rule: SCMP_ACT_NOTIFY for {name}, which the runtime needs to pass the listener fd")]
+    NotifyForbiddenSyscall { name: String },
+    #[error(
+        "linux.seccomp.listenerPath is missing: it is required when a rule uses SCMP_ACT_NOTIFY"
+    )]
+    MissingListenerPath,
     #[error("seccomp flag {flag} is not supported: it needs SCMP_ACT_NOTIFY")]
     FlagNeedsNotify { flag: &'static str },
     #[error("seccomp is not supported on host architecture {arch}")]
@@ -64,6 +78,20 @@ pub enum SeccompError {
     Install(#[source] std::io::Error),
     #[error("seccomp(SECCOMP_SET_MODE_FILTER) with SECCOMP_FILTER_FLAG_TSYNC failed: thread {tid} could not be synchronized")]
     TsyncFailed { tid: i64 },
+    #[error("seccomp(SECCOMP_SET_MODE_FILTER) with SECCOMP_FILTER_FLAG_TSYNC failed: a thread could not be synchronized")]
+    TsyncFailedUnknownThread,
+    #[error("connect to the seccomp agent at {path} (linux.seccomp.listenerPath): {source}")]
+    AgentConnect {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("send the seccomp listener fd to the agent at {path}: {source}")]
+    AgentSend {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// A compiled seccomp profile, ready to install in the container's init.
@@ -76,8 +104,9 @@ pub struct Filter {
 }
 
 /// Compiles `profile` for the host architecture. Rejects unknown syscall
-/// names, SCMP_ACT_NOTIFY, argument indexes above 5, `errnoRet` values above
-/// 65535 and programs longer than the kernel accepts. Unknown action,
+/// names, SCMP_ACT_NOTIFY without `listenerPath`, as the default action or
+/// for `sendmsg` and `write`, argument indexes above 5, `errnoRet` values
+/// above 65535 and programs longer than the kernel accepts. Unknown action,
 /// operator, arch and flag names are already rejected when the spec is
 /// parsed, because oci-spec types them as enums.
 pub fn compile(profile: &LinuxSeccomp) -> Result<Filter, SeccompError> {
@@ -112,17 +141,18 @@ impl Filter {
         self.listener_metadata.as_deref()
     }
 
-    /// Whether installing returns a notify listener fd to send to the
-    /// agent. Always false, because SCMP_ACT_NOTIFY is rejected by
-    /// [`compile`].
+    /// Whether a rule uses SCMP_ACT_NOTIFY, so that [`Filter::install`]
+    /// returns a listener fd to send to the agent at `listenerPath`.
     pub fn needs_listener(&self) -> bool {
-        false
+        self.flags & libc::SECCOMP_FILTER_FLAG_NEW_LISTENER as u32 != 0
     }
 
     /// Installs the filter on the calling thread with the profile's flags.
-    /// The caller must hold CAP_SYS_ADMIN or have set no_new_privs. Does not
-    /// allocate, so a child forked from a multi-threaded process may call it.
-    pub fn install(&self) -> Result<(), SeccompError> {
+    /// Returns the notify listener fd (close-on-exec) when
+    /// [`Filter::needs_listener`], otherwise `None`. The caller must hold
+    /// CAP_SYS_ADMIN or have set no_new_privs. Does not allocate, so a child
+    /// forked from a multi-threaded process may call it.
+    pub fn install(&self) -> Result<Option<OwnedFd>, SeccompError> {
         let program = libc::sock_fprog {
             len: self.program.len() as u16,
             // The kernel only reads the program.
@@ -141,14 +171,26 @@ impl Filter {
             )
         };
         if result < 0 {
-            return Err(SeccompError::Install(std::io::Error::last_os_error()));
+            let error = std::io::Error::last_os_error();
+            let tsync_esrch = libc::SECCOMP_FILTER_FLAG_TSYNC_ESRCH as u32;
+            if self.flags & tsync_esrch != 0 && error.raw_os_error() == Some(libc::ESRCH) {
+                return Err(SeccompError::TsyncFailedUnknownThread);
+            }
+            return Err(SeccompError::Install(error));
+        }
+        if self.needs_listener() {
+            // SAFETY: with SECCOMP_FILTER_FLAG_NEW_LISTENER a successful
+            // seccomp(2) returns a new fd that nothing else owns.
+            let listener = unsafe { OwnedFd::from_raw_fd(result as RawFd) };
+            return Ok(Some(listener));
         }
         if result > 0 {
             // With SECCOMP_FILTER_FLAG_TSYNC the kernel returns the id of a
-            // thread that could not be synchronized.
+            // thread that could not be synchronized. With NEW_LISTENER,
+            // TSYNC_ESRCH is set, which makes that failure ESRCH instead.
             return Err(SeccompError::TsyncFailed { tid: result });
         }
-        Ok(())
+        Ok(None)
     }
 }
 
@@ -160,6 +202,7 @@ pub const ACTIONS: &[&str] = &[
     "SCMP_ACT_KILL_PROCESS",
     "SCMP_ACT_KILL_THREAD",
     "SCMP_ACT_LOG",
+    "SCMP_ACT_NOTIFY",
     "SCMP_ACT_TRACE",
     "SCMP_ACT_TRAP",
 ];
@@ -181,9 +224,11 @@ pub const ARCHITECTURES: &[&str] = &["SCMP_ARCH_X32", "SCMP_ARCH_X86", "SCMP_ARC
 #[cfg(not(target_arch = "x86_64"))]
 pub const ARCHITECTURES: &[&str] = &["SCMP_ARCH_AARCH64"];
 
-/// Filter flags passed to seccomp(2).
+/// Filter flags passed to seccomp(2). SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV
+/// needs a profile with SCMP_ACT_NOTIFY rules.
 pub const FLAGS: &[&str] = &[
     "SECCOMP_FILTER_FLAG_LOG",
     "SECCOMP_FILTER_FLAG_SPEC_ALLOW",
     "SECCOMP_FILTER_FLAG_TSYNC",
+    "SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV",
 ];

@@ -7,11 +7,11 @@ use serde_json::{json, Value};
 use super::syscalls::{Abi, AUDIT_ARCH_I386, AUDIT_ARCH_X86_64, X32_SYSCALL_BIT};
 use super::{compile, sock_filter, SeccompError};
 
-const RET_ALLOW: u32 = libc::SECCOMP_RET_ALLOW;
+pub(super) const RET_ALLOW: u32 = libc::SECCOMP_RET_ALLOW;
 const RET_KILL_THREAD: u32 = libc::SECCOMP_RET_KILL_THREAD;
 const RET_LOG: u32 = libc::SECCOMP_RET_LOG;
 
-fn ret_errno(errno: i32) -> u32 {
+pub(super) fn ret_errno(errno: i32) -> u32 {
     libc::SECCOMP_RET_ERRNO | errno as u32
 }
 
@@ -68,7 +68,7 @@ fn native_arch() -> u32 {
     Abi::native().unwrap().audit_arch()
 }
 
-fn run_native(program: &[sock_filter], name: &str, args: [u64; 6]) -> u32 {
+pub(super) fn run_native(program: &[sock_filter], name: &str, args: [u64; 6]) -> u32 {
     run(program, native_arch(), native_nr(name), args)
 }
 
@@ -94,26 +94,6 @@ fn empty_syscall_name_rejected() {
     })))
     .unwrap_err();
     assert!(matches!(error, SeccompError::EmptySyscallName));
-}
-
-#[test]
-fn notify_rejected() {
-    let rule = compile(&profile(json!({
-        "defaultAction": "SCMP_ACT_ALLOW",
-        "syscalls": [{"names": ["getcwd"], "action": "SCMP_ACT_NOTIFY"}]
-    })))
-    .unwrap_err();
-    assert!(
-        matches!(rule, SeccompError::NotifyNotSupported { ref context } if context == "getcwd")
-    );
-    let default = compile(&profile(json!({"defaultAction": "SCMP_ACT_NOTIFY"}))).unwrap_err();
-    assert!(matches!(default, SeccompError::NotifyNotSupported { .. }));
-    let flag = compile(&profile(json!({
-        "defaultAction": "SCMP_ACT_ALLOW",
-        "flags": ["SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV"]
-    })))
-    .unwrap_err();
-    assert!(matches!(flag, SeccompError::FlagNeedsNotify { .. }));
 }
 
 #[test]
