@@ -154,12 +154,20 @@ fn log_file_json_format() {
 }
 
 #[test]
+fn usage_errors_exit_as_runc() {
+    require_root!();
+    for args in [&["--bogus"][..], &["list", "--bogus"], &["state"], &[]] {
+        let hull = Runtime::hull().exec(args);
+        let runc = Runtime::runc().exec(args);
+        assert_eq!(hull.code, runc.code, "{args:?}\n{hull}\n{runc}");
+    }
+}
+
+#[test]
 fn unknown_command_fails() {
     require_root!();
     let hull = Runtime::hull().exec(&["no-such-command"]);
     let runc = Runtime::runc().exec(&["no-such-command"]);
-    // runc exits 3 here and clap 2: both are a failure naming the command.
-    assert_ne!(runc.code, Some(0), "{runc}");
-    assert_ne!(hull.code, Some(0), "{hull}");
+    assert_eq!(hull.code, runc.code, "{hull}\n{runc}");
     assert!(hull.stderr.contains("no-such-command"), "{hull}");
 }

@@ -421,3 +421,17 @@ fn no_pivot_and_session_keyring() {
     output.expect_success();
     assert!(!output.stdout.contains(&format!("_ses.{id}")), "{output}");
 }
+
+#[test]
+fn kill_signal_zero_checks_existence() {
+    require_root!();
+    let runtime = Runtime::hull();
+    let id = unique_id("sig0");
+    let bundle = Bundle::busybox(&["sleep", "600"]);
+    runtime.run_detached(&id, &bundle).expect_success();
+    runtime.kill(&id, "0").expect_success();
+    assert_eq!(runtime.status(&id), "running");
+    runtime.kill(&id, "RTMIN+1").expect_success();
+    runtime.kill(&id, "99").expect_code(1);
+    runtime.delete_force(&id).expect_success();
+}

@@ -8,6 +8,7 @@ use nix::unistd::Pid;
 
 use crate::container::{Container, Operation, Status};
 use crate::hooks::{self, HookState};
+use crate::signal::SignalNumber;
 use crate::state::Lock;
 use crate::{Error, Result};
 
@@ -52,7 +53,7 @@ pub fn set_paused(container: &Container, paused: bool) -> Result<()> {
 
 /// Sends `signal` to the init, or with `all` to every process of the
 /// container's cgroup.
-pub fn signal(container: &Container, signal: Signal, all: bool) -> Result<()> {
+pub fn signal(container: &Container, signal: SignalNumber, all: bool) -> Result<()> {
     let _lock = Lock::acquire(&container.root, container.id())?;
     let status = container.status();
     if all && status == Status::Stopped {
@@ -64,22 +65,24 @@ pub fn signal(container: &Container, signal: Signal, all: bool) -> Result<()> {
     if all {
         return signal_cgroup(container, signal);
     }
-    kill(Pid::from_raw(container.state.init_pid), signal).map_err(|e| {
-        Error::sys(
-            format!("send {signal} to pid {}", container.state.init_pid),
-            e,
-        )
-    })
+    signal
+        .send(Pid::from_raw(container.state.init_pid))
+        .map_err(|e| {
+            Error::sys(
+                format!("send {signal} to pid {}", container.state.init_pid),
+                e,
+            )
+        })
 }
 
-fn signal_cgroup(container: &Container, signal: Signal) -> Result<()> {
+fn signal_cgroup(container: &Container, signal: SignalNumber) -> Result<()> {
     let cgroup = &container.state.cgroup;
     let frozen = cgroup.is_frozen().unwrap_or(false);
     for pid in cgroup.pids()? {
         // A process that exits meanwhile is no error.
-        let _ = kill(Pid::from_raw(pid), signal);
+        let _ = signal.send(Pid::from_raw(pid));
     }
-    if frozen && signal == Signal::SIGKILL {
+    if frozen && signal == SignalNumber::KILL {
         // A frozen process only dies once thawed.
         cgroup.set_frozen(false)?;
     }
@@ -101,7 +104,7 @@ pub fn delete(container: &Container, force: bool) -> Result<()> {
         if container.init_alive() {
             let _ = kill(Pid::from_raw(container.state.init_pid), Signal::SIGKILL);
         }
-        signal_cgroup(container, Signal::SIGKILL)?;
+        signal_cgroup(container, SignalNumber::KILL)?;
         wait_until_dead(container)?;
     }
     destroy(container)

@@ -218,12 +218,32 @@ fn normalise(args: impl Iterator<Item = String>) -> Vec<String> {
     out
 }
 
+/// Exit status of a command line that does not parse, as runc's: 0 for
+/// help, 3 for an unknown command, 1 for other usage errors.
+fn usage_exit_code(kind: clap::error::ErrorKind) -> u8 {
+    use clap::error::ErrorKind;
+    match kind {
+        ErrorKind::DisplayHelp
+        | ErrorKind::DisplayVersion
+        | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => 0,
+        ErrorKind::InvalidSubcommand => 3,
+        _ => 1,
+    }
+}
+
 fn main() -> ExitCode {
-    let cli = Cli::parse_from(normalise(std::env::args()));
+    let cli = match Cli::try_parse_from(normalise(std::env::args())) {
+        Ok(cli) => cli,
+        Err(error) => {
+            let _ = error.print();
+            return ExitCode::from(usage_exit_code(error.kind()));
+        }
+    };
     let Some(command) = &cli.command else {
         if !cli.version {
+            // runc prints its help and succeeds without a command.
             let _ = <Cli as clap::CommandFactory>::command().print_help();
-            return ExitCode::FAILURE;
+            return ExitCode::SUCCESS;
         }
         // The layout of runc's version output, which callers print.
         println!(

@@ -28,11 +28,21 @@ pub struct Config {
 /// Reads `config.json` from `bundle` and checks what the runtime needs
 /// before it creates anything.
 pub fn load(bundle: &Path) -> Result<Config> {
-    let bundle = fs::canonicalize(bundle)
-        .map_err(|e| Error::io(format!("bundle {}", bundle.display()), e))?;
+    let bundle = fs::canonicalize(bundle).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => Error::Spec(format!(
+            "bundle {} does not exist: pass the bundle directory with --bundle",
+            bundle.display()
+        )),
+        _ => Error::io(format!("bundle {}", bundle.display()), e),
+    })?;
     let path = bundle.join(CONFIG_FILE);
     let text = fs::read_to_string(&path).map_err(|e| {
-        if e.kind() == std::io::ErrorKind::NotFound {
+        if path.is_dir() {
+            Error::Spec(format!(
+                "{} is a directory: it must be the bundle's JSON configuration file",
+                path.display()
+            ))
+        } else if e.kind() == std::io::ErrorKind::NotFound {
             Error::Spec(format!(
                 "JSON specification file {} not found: run `hull spec` to write one",
                 path.display()
@@ -55,6 +65,12 @@ pub fn load(bundle: &Path) -> Result<Config> {
         Ok(_) => {
             return Err(Error::Spec(format!(
                 "rootfs {} is not a directory",
+                rootfs.display()
+            )))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(Error::Spec(format!(
+                "rootfs {} does not exist: create it or point root.path in config.json at it",
                 rootfs.display()
             )))
         }
@@ -109,6 +125,7 @@ pub fn check(spec: &Spec) -> Result<()> {
                 process.cwd()
             )));
         }
+        check_user(process.user())?;
         if let Some(scheduler) = process.scheduler() {
             crate::process::attributes::check_scheduler(scheduler)?;
         }
@@ -143,6 +160,31 @@ pub fn check(spec: &Spec) -> Result<()> {
             return Err(Error::Spec(format!(
                 "hook path {:?} must be an absolute path",
                 hook.path()
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Highest uid or gid a process may get: the kernel reads (uid_t)-1 as
+/// "unchanged" in setresuid(2), so a larger value could leave the process
+/// running as the runtime's root.
+pub const MAX_ID: u32 = i32::MAX as u32;
+
+/// Checks that the uid, gid and additional gids of a process are in range.
+pub fn check_user(user: &oci_spec::runtime::User) -> Result<()> {
+    let ids = [("uid", user.uid()), ("gid", user.gid())]
+        .into_iter()
+        .chain(
+            user.additional_gids()
+                .iter()
+                .flatten()
+                .map(|g| ("additionalGids", *g)),
+        );
+    for (field, id) in ids {
+        if id > MAX_ID {
+            return Err(Error::Spec(format!(
+                "process.user.{field} {id} is out of range: uids and gids must be in range 0-{MAX_ID}"
             )));
         }
     }
@@ -212,6 +254,19 @@ mod tests {
         let message = parse(text).unwrap_err();
         assert!(message.contains("\"CAP_FLY\""), "{message}");
         assert!(message.contains("bounding"), "{message}");
+    }
+
+    #[test]
+    fn user_ids_out_of_range_are_rejected() {
+        for (uid, gid) in [(4294967295u32, 0u32), (0, 4294967295), (3000000000, 0)] {
+            let user: oci_spec::runtime::User =
+                serde_json::from_value(serde_json::json!({"uid": uid, "gid": gid})).unwrap();
+            let message = check_user(&user).unwrap_err().to_string();
+            assert!(message.contains("0-2147483647"), "{message}");
+        }
+        let user: oci_spec::runtime::User =
+            serde_json::from_value(serde_json::json!({"uid": 2147483647, "gid": 0})).unwrap();
+        assert!(check_user(&user).is_ok());
     }
 
     #[test]

@@ -17,6 +17,7 @@ pub fn run(global: &Global, args: &Args) -> Result<i32> {
     state.owner.clear();
     let text = serde_json::to_string_pretty(&state)
         .map_err(|e| Error::Message(format!("encode state of {}: {e}", args.id)))?;
-    println!("{text}");
+    // runc prints the state without a trailing newline.
+    print!("{text}");
     Ok(0)
 }

@@ -66,6 +66,7 @@ pub fn exec(container: &Container, options: ExecOptions) -> Result<Pid> {
     if process.args().as_ref().is_none_or(|args| args.is_empty()) {
         return Err(Error::Spec("exec: the process has no args".into()));
     }
+    crate::spec::check_user(process.user())?;
     if !process.cwd().is_absolute() {
         return Err(Error::Spec(format!(
             "exec: cwd {:?} must be an absolute path",
