@@ -264,3 +264,49 @@ fn systemd_cgroup_without_systemd() {
     assert!(output.stderr.contains("/not/a/systemd/path"), "{output}");
     assert!(output.stderr.contains("slice:prefix:name"), "{output}");
 }
+
+#[test]
+fn user_id_out_of_range() {
+    require_root!();
+    let runtime = Runtime::hull();
+    for id_value in [4294967295u64, 3000000000] {
+        let mut bundle = own_bundle();
+        bundle.config["process"]["user"] = json!({ "uid": id_value, "gid": 0 });
+        let id = unique_id("uid");
+        assert_rejected(&runtime, &id, &bundle, &id_value.to_string());
+    }
+}
+
+#[test]
+fn memory_limit_too_low_for_the_init() {
+    require_root!();
+    let runtime = Runtime::hull();
+    let mut bundle = own_bundle();
+    bundle.config["linux"]["resources"] = json!({ "memory": { "limit": 4096 } });
+    let id = unique_id("oom");
+    assert_rejected(&runtime, &id, &bundle, "4096");
+}
+
+#[test]
+fn state_root_that_is_a_file() {
+    require_root!();
+    let runtime = Runtime::hull();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("not-a-dir");
+    fs::write(&file, "").unwrap();
+    let bundle = Bundle::busybox(&["true"]);
+    bundle.write();
+    let output = runtime.exec_without_root(&[
+        "--root",
+        file.to_str().unwrap(),
+        "create",
+        "--bundle",
+        bundle.path().to_str().unwrap(),
+        &unique_id("rootfile"),
+    ]);
+    output.expect_code(1);
+    assert!(output.stderr.contains("not a directory"), "{output}");
+    let list = runtime.exec_without_root(&["--root", file.to_str().unwrap(), "list"]);
+    list.expect_code(1);
+    assert!(list.stderr.contains("not a directory"), "{list}");
+}

@@ -35,7 +35,7 @@ pub enum Error {
     UnknownSignal(String),
     #[error("{0}")]
     Spec(String),
-    #[error("{context}: {source}")]
+    #[error("{context}: {}", io_text(source))]
     Io {
         context: String,
         #[source]
@@ -57,6 +57,14 @@ pub enum Error {
     Criu(#[from] crate::criu::CriuError),
     #[error("{0}")]
     Message(String),
+}
+
+/// The text of an I/O error without Rust's " (os error N)" suffix.
+fn io_text(error: &io::Error) -> String {
+    match error.raw_os_error() {
+        Some(code) => nix::errno::Errno::from_raw(code).desc().to_string(),
+        None => error.to_string(),
+    }
 }
 
 impl Error {

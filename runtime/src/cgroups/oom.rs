@@ -47,6 +47,20 @@ pub enum OomWatcher {
 }
 
 impl Manager {
+    /// Returns how many processes of the cgroup the kernel's OOM killer
+    /// killed (`oom_kill` of `memory.oom_control` on v1 and of
+    /// `memory.events` on v2), or `None` without a memory controller.
+    pub fn oom_kill_count(&self) -> Option<u64> {
+        let (dir, file) = if self.mode == CgroupMode::Unified {
+            (self.unified_dir().ok()?, "memory.events")
+        } else {
+            (self.v1.get("memory")?.dir.as_path(), "memory.oom_control")
+        };
+        let text = read_file(dir, file).ok()?;
+        let values = parse_key_values(&dir.join(file), &text).ok()?;
+        values.get("oom_kill").copied()
+    }
+
     /// Registers for OOM notifications of the cgroup. Needs the memory
     /// controller: on v1 its hierarchy, on v2 its files in the cgroup.
     pub fn watch_oom(&self) -> Result<OomWatcher, CgroupError> {

@@ -28,6 +28,12 @@ fn containers(global: &Global) -> Result<Vec<OciState>> {
     let entries = match fs::read_dir(&global.root) {
         Ok(entries) => entries,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(vec![]),
+        Err(e) if e.raw_os_error() == Some(libc::ENOTDIR) => {
+            return Err(Error::Spec(format!(
+                "--root {} is not a directory: give --root the containers' state directory",
+                global.root.display()
+            )))
+        }
         Err(e) => return Err(Error::io(format!("read {}", global.root.display()), e)),
     };
     let mut list = vec![];

@@ -73,9 +73,26 @@ pub fn set_rlimits(rlimits: &[PosixRlimit]) -> Result<()> {
         };
         // SAFETY: setrlimit reads the struct behind the pointer, a live local.
         if unsafe { libc::setrlimit(resource, &limit) } != 0 {
+            let error = std::io::Error::last_os_error();
+            let mut current = libc::rlimit {
+                rlim_cur: 0,
+                rlim_max: 0,
+            };
+            // SAFETY: getrlimit writes into the live local.
+            let known = unsafe { libc::getrlimit(resource, &mut current) } == 0;
+            if error.raw_os_error() == Some(libc::EPERM)
+                && known
+                && rlimit.hard() > current.rlim_max
+            {
+                return Err(Error::Spec(format!(
+                    "process.rlimits: {name} hard limit {} is above the caller's hard limit {}: lower it in config.json or raise the caller's",
+                    rlimit.hard(),
+                    current.rlim_max
+                )));
+            }
             return Err(Error::io(
                 format!("set {name} to {}:{}", rlimit.soft(), rlimit.hard()),
-                std::io::Error::last_os_error(),
+                error,
             ));
         }
     }

@@ -124,12 +124,15 @@ pub fn create_with_console(options: &CreateOptions, console: Option<OwnedFd>) ->
         .map(capabilities::Sets::from_spec)
         .transpose()?;
     exec::check_rlimits(process.rlimits().as_deref().unwrap_or_default())?;
-    for hook in spec::all_hooks(spec) {
-        if !hook.path().is_file() {
-            return Err(Error::Spec(format!(
-                "hook {}: no such file",
-                hook.path().display()
-            )));
+    for kind in hooks::Kind::ALL {
+        for hook in kind.of(spec) {
+            if !hook.path().is_file() {
+                return Err(Error::Spec(format!(
+                    "{} hook {}: no such file",
+                    kind.name(),
+                    hook.path().display()
+                )));
+            }
         }
     }
     let id_mapped = open_id_mapped_mounts(spec, &namespaces)?;
@@ -153,7 +156,7 @@ pub fn create_with_console(options: &CreateOptions, console: Option<OwnedFd>) ->
 
     let exec_socket = crate::exec_socket::listen_in(&dir)?;
 
-    cgroup.create(linux.resources().as_ref())?;
+    cgroup.create(None)?;
     cleanup.cgroup = Some(cgroup.clone());
 
     let (parent_channel, child_channel) = sync::pair()?;
@@ -190,6 +193,9 @@ pub fn create_with_console(options: &CreateOptions, console: Option<OwnedFd>) ->
     drop(init_args);
 
     cgroup.add_process(child.as_raw())?;
+    // Limits go on with the init inside, as runc does: a memory limit below
+    // what it already uses fails here, with the usage in the error.
+    cgroup.create(linux.resources().as_ref())?;
     if new_user_namespace {
         write_id_maps(child, &linux)?;
     }
@@ -202,19 +208,22 @@ pub fn create_with_console(options: &CreateOptions, console: Option<OwnedFd>) ->
         own_pid_namespace,
     )?;
 
-    parent_channel.expect(&Message::RunHooks)?;
-    let hook_state = HookState {
-        oci_version: &state.oci_version,
-        id: &state.id,
-        status: "creating",
-        pid: Some(state.init_pid),
-        bundle: &state.bundle,
-        annotations: state.annotations(),
+    let handoff = || -> Result<()> {
+        parent_channel.expect(&Message::RunHooks)?;
+        let hook_state = HookState {
+            oci_version: &state.oci_version,
+            id: &state.id,
+            status: "creating",
+            pid: Some(state.init_pid),
+            bundle: &state.bundle,
+            annotations: state.annotations(),
+        };
+        hooks::run(hooks::Kind::Prestart, spec, &hook_state)?;
+        hooks::run(hooks::Kind::CreateRuntime, spec, &hook_state)?;
+        parent_channel.send(&Message::HooksDone)?;
+        wait_ready(&parent_channel, notify_filter.as_ref(), &hook_state)
     };
-    hooks::run(hooks::Kind::Prestart, spec, &hook_state)?;
-    hooks::run(hooks::Kind::CreateRuntime, spec, &hook_state)?;
-    parent_channel.send(&Message::HooksDone)?;
-    wait_ready(&parent_channel, notify_filter.as_ref(), &hook_state)?;
+    handoff().map_err(|error| explain_oom(&state.cgroup, &linux, error))?;
 
     record(options, &state)?;
     cleanup.armed = false;
@@ -222,6 +231,28 @@ pub fn create_with_console(options: &CreateOptions, console: Option<OwnedFd>) ->
         root: options.root.clone(),
         state,
     })
+}
+
+/// Replaces the error of an init that died during create with the reason
+/// when the OOM killer killed it: the memory limit is below what the init
+/// needs to set the container up.
+fn explain_oom(cgroup: &Manager, linux: &oci_spec::runtime::Linux, error: Error) -> Error {
+    if cgroup.oom_kill_count().unwrap_or(0) == 0 {
+        return error;
+    }
+    let limit = linux
+        .resources()
+        .as_ref()
+        .and_then(|r| r.memory().as_ref())
+        .and_then(|m| m.limit());
+    match limit {
+        Some(limit) => Error::Spec(format!(
+            "the container's init was killed by the OOM killer during create: linux.resources.memory.limit {limit} is too low, raise it"
+        )),
+        None => Error::Message(format!(
+            "the container's init was killed by the OOM killer during create ({error})"
+        )),
+    }
 }
 
 /// Validates the id-mapped mounts of `spec` and, when the container gets
@@ -282,6 +313,12 @@ pub(crate) fn cgroup_manager(config: &Config, id: &str, systemd: bool) -> Result
 /// returned guard removes the directory (and what is added to it) unless
 /// it is disarmed.
 pub(crate) fn make_container_dir(options: &CreateOptions) -> Result<(PathBuf, Cleanup, Lock)> {
+    if options.root.exists() && !options.root.is_dir() {
+        return Err(Error::Spec(format!(
+            "--root {} is not a directory: give --root a directory for the containers' state",
+            options.root.display()
+        )));
+    }
     fs::create_dir_all(&options.root)
         .context(|| format!("create state root {}", options.root.display()))?;
     let dir = state::dir(&options.root, &options.id);
