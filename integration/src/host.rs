@@ -194,4 +194,18 @@ pub fn remove_empty_cgroups(name: &str) {
     for dir in cgroup_dirs(name) {
         remove_tree(&dir);
     }
+    // conmon also makes plain directories for controllers this host does
+    // not mount, in the tmpfs at /sys/fs/cgroup.
+    for entry in std::fs::read_dir("/sys/fs/cgroup")
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let dir = entry.path().join(name);
+        let plain = nix::sys::statfs::statfs(&entry.path())
+            .is_ok_and(|fs| fs.filesystem_type() == nix::sys::statfs::TMPFS_MAGIC);
+        if plain && dir.is_dir() {
+            let _ = std::fs::remove_dir_all(&dir);
+        }
+    }
 }

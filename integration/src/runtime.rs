@@ -86,6 +86,8 @@ impl Runtime {
         let mut cmd = Command::new(&self.binary);
         cmd.arg("--root").arg(self.root()).args(args);
         cmd.stdin(Stdio::null());
+        // runc writes files such as criu logs into its working directory.
+        cmd.current_dir(self.root());
         cmd
     }
 
@@ -98,7 +100,7 @@ impl Runtime {
     /// Runs `RUNTIME ARGS...` without `--root`, for global flags.
     pub fn exec_without_root(&self, args: &[&str]) -> Output {
         let mut cmd = Command::new(&self.binary);
-        cmd.args(args).stdin(Stdio::null());
+        cmd.args(args).stdin(Stdio::null()).current_dir(self.root());
         self.exec_command(cmd, None)
     }
 
