@@ -76,7 +76,7 @@ pub fn open_pipes(paths: &StdioPaths) -> std::io::Result<(ProcessStdio, ProcessI
     let mut stdio = ProcessStdio::default();
     let mut io = ProcessIo::default();
     if !paths.stdin.is_empty() {
-        let (read, write) = nix::unistd::pipe()?;
+        let (read, write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
         let writer = pipe::Sender::from_owned_fd(write)?;
         let fifo = open_input(&paths.stdin)?;
         let (close, closed) = oneshot::channel();
@@ -92,7 +92,7 @@ pub fn open_pipes(paths: &StdioPaths) -> std::io::Result<(ProcessStdio, ProcessI
         if path.is_empty() {
             continue;
         }
-        let (read, write) = nix::unistd::pipe()?;
+        let (read, write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
         let reader = pipe::Receiver::from_owned_fd(read)?;
         let output = open_output(path)?;
         io.copies
