@@ -38,6 +38,7 @@ pub struct ProcessIo {
     stdin_close: Option<oneshot::Sender<()>>,
     /// The pty master, kept for TIOCSWINSZ.
     console: Option<OwnedFd>,
+    /// The stdout and stderr copies.
     copies: Vec<JoinHandle<()>>,
 }
 
@@ -81,8 +82,7 @@ pub fn open_pipes(paths: &StdioPaths) -> std::io::Result<(ProcessStdio, ProcessI
         let fifo = open_input(&paths.stdin)?;
         let (close, closed) = oneshot::channel();
         io.stdin_close = Some(close);
-        io.copies
-            .push(tokio::spawn(copy_stdin(fifo, writer, closed)));
+        tokio::spawn(copy_stdin(fifo, writer, closed));
         stdio.stdin = Some(read);
     }
     for (path, slot) in [
@@ -112,8 +112,7 @@ pub fn attach_console(master: OwnedFd, paths: &StdioPaths) -> std::io::Result<Pr
         let fifo = open_input(&paths.stdin)?;
         let (close, closed) = oneshot::channel();
         io.stdin_close = Some(close);
-        io.copies
-            .push(tokio::spawn(copy_stdin(fifo, writer, closed)));
+        tokio::spawn(copy_stdin(fifo, writer, closed));
     }
     if !paths.stdout.is_empty() {
         let reader = pipe::Receiver::from_owned_fd_unchecked(master.try_clone()?)?;
