@@ -77,14 +77,36 @@ fn shim_run_prints_and_exits() {
     let fixture = Fixture::start();
 
     let id = unique_id("shim");
-    let output = fixture.ctr_ok(&["run", "--rm", "--runtime", RUNTIME, BUSYBOX_IMAGE, &id, "echo", "hi"]);
+    let output = fixture.ctr_ok(&[
+        "run",
+        "--rm",
+        "--runtime",
+        RUNTIME,
+        BUSYBOX_IMAGE,
+        &id,
+        "echo",
+        "hi",
+    ]);
     assert_eq!(output.stdout, "hi\n", "{output}");
 
     let id = unique_id("shim");
     let output = fixture.ctr(&[
-        "run", "--rm", "--runtime", RUNTIME, BUSYBOX_IMAGE, &id, "sh", "-c", "echo err >&2; exit 3",
+        "run",
+        "--rm",
+        "--runtime",
+        RUNTIME,
+        BUSYBOX_IMAGE,
+        &id,
+        "sh",
+        "-c",
+        "echo err >&2; exit 3",
     ]);
-    assert_eq!(output.code, Some(3), "{output}\n{}", fixture.containerd.log());
+    assert_eq!(
+        output.code,
+        Some(3),
+        "{output}\n{}",
+        fixture.containerd.log()
+    );
     assert_eq!(output.stderr, "err\n", "{output}");
 
     let output = fixture.ctr_ok(&["containers", "ls", "-q"]);
@@ -97,13 +119,34 @@ fn shim_task_commands() {
     require_tools!("containerd", "ctr", "umoci");
     let fixture = Fixture::start();
     let id = unique_id("shim");
-    fixture.ctr_ok(&["run", "-d", "--runtime", RUNTIME, BUSYBOX_IMAGE, &id, "sleep", "600"]);
+    fixture.ctr_ok(&[
+        "run",
+        "-d",
+        "--runtime",
+        RUNTIME,
+        BUSYBOX_IMAGE,
+        &id,
+        "sleep",
+        "600",
+    ]);
     fixture.wait_for_status(&id, "RUNNING");
 
     let output = fixture.ctr(&[
-        "task", "exec", "--exec-id", "e1", &id, "sh", "-c", "echo from-exec; exit 3",
+        "task",
+        "exec",
+        "--exec-id",
+        "e1",
+        &id,
+        "sh",
+        "-c",
+        "echo from-exec; exit 3",
     ]);
-    assert_eq!(output.code, Some(3), "{output}\n{}", fixture.containerd.log());
+    assert_eq!(
+        output.code,
+        Some(3),
+        "{output}\n{}",
+        fixture.containerd.log()
+    );
     assert_eq!(output.stdout, "from-exec\n", "{output}");
 
     // ctr -t needs a terminal of its own.
@@ -113,7 +156,11 @@ fn shim_task_commands() {
     let wait = Duration::from_secs(60);
     pty::write(&session.master, "tty; echo it-$((6*7))\n");
     let text = pty::read_until(&session.master, "it-42", wait);
-    assert!(text.contains("/dev/pts/"), "{text}\n{}", fixture.containerd.log());
+    assert!(
+        text.contains("/dev/pts/"),
+        "{text}\n{}",
+        fixture.containerd.log()
+    );
     pty::write(&session.master, "exit 5\n");
     assert_eq!(session.wait(wait), Some(5), "{}", fixture.containerd.log());
 
@@ -126,12 +173,19 @@ fn shim_task_commands() {
     assert!(output.stdout.contains("memory.usage_in_bytes"), "{output}");
 
     let output = fixture.ctr_ok(&["task", "ps", &id]);
-    assert_eq!(output.stdout.lines().count(), 2, "one process expected: {output}");
+    assert_eq!(
+        output.stdout.lines().count(),
+        2,
+        "one process expected: {output}"
+    );
 
     fixture.ctr_ok(&["task", "kill", "-s", "SIGKILL", &id]);
     fixture.wait_for_status(&id, "STOPPED");
     let output = fixture.ctr(&["task", "kill", &id]);
-    assert!(!output.success(), "killing a stopped task succeeded: {output}");
+    assert!(
+        !output.success(),
+        "killing a stopped task succeeded: {output}"
+    );
     fixture.ctr_ok(&["task", "delete", &id]);
     fixture.ctr_ok(&["container", "delete", &id]);
 }
@@ -142,17 +196,33 @@ fn shim_events_in_containerd_order() {
     require_tools!("containerd", "ctr", "umoci");
     let fixture = Fixture::start();
     let mut events = fixture.containerd.ctr();
-    events.arg("events").stdout(Stdio::piped()).stderr(Stdio::null());
+    events
+        .arg("events")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
     let mut events = events.spawn().unwrap();
     std::thread::sleep(Duration::from_millis(500));
 
     let id = unique_id("shim");
-    fixture.ctr_ok(&["run", "--rm", "--runtime", RUNTIME, BUSYBOX_IMAGE, &id, "true"]);
+    fixture.ctr_ok(&[
+        "run",
+        "--rm",
+        "--runtime",
+        RUNTIME,
+        BUSYBOX_IMAGE,
+        &id,
+        "true",
+    ]);
     std::thread::sleep(Duration::from_millis(500));
     let _ = events.kill();
     let _ = events.wait();
     let mut text = String::new();
-    events.stdout.take().unwrap().read_to_string(&mut text).unwrap();
+    events
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut text)
+        .unwrap();
 
     let topics: Vec<&str> = text
         .lines()
@@ -162,7 +232,12 @@ fn shim_events_in_containerd_order() {
         .collect();
     assert_eq!(
         topics,
-        ["/tasks/create", "/tasks/start", "/tasks/exit", "/tasks/delete"],
+        [
+            "/tasks/create",
+            "/tasks/start",
+            "/tasks/exit",
+            "/tasks/delete"
+        ],
         "events:\n{text}"
     );
 }

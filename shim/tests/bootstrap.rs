@@ -13,7 +13,13 @@ const SHIM: &str = env!("CARGO_BIN_EXE_containerd-shim-hull-v2");
 
 /// Runs `SHIM ARGS` in `bundle` as containerd 1.6 does and returns its
 /// output, which containerd reads until both streams close.
-fn run_shim(bundle: &Path, containerd: &str, id: &str, env: &[(&str, &str)], action: &str) -> Output {
+fn run_shim(
+    bundle: &Path,
+    containerd: &str,
+    id: &str,
+    env: &[(&str, &str)],
+    action: &str,
+) -> Output {
     let mut command = Command::new(SHIM);
     command
         .args(["-namespace", "hull-bootstrap", "-address", containerd])
@@ -94,7 +100,10 @@ async fn start_prints_address_and_reuses_group() {
     let output = run_shim(&second, &containerd, "b", &[], "start");
     assert!(output.status.success(), "{output:?}");
     assert_eq!(String::from_utf8(output.stdout).unwrap(), address);
-    assert_eq!(std::fs::read_to_string(second.join("address")).unwrap(), address);
+    assert_eq!(
+        std::fs::read_to_string(second.join("address")).unwrap(),
+        address
+    );
 
     shutdown(&address).await;
 }
@@ -105,13 +114,22 @@ async fn start_prints_json_for_shim_version_3() {
     let dir = tempfile::tempdir().unwrap();
     let containerd = dir.path().join("containerd.sock").display().to_string();
     write_config(dir.path(), None);
-    let output = run_shim(dir.path(), &containerd, "v3", &[("MAX_SHIM_VERSION", "3")], "start");
+    let output = run_shim(
+        dir.path(),
+        &containerd,
+        "v3",
+        &[("MAX_SHIM_VERSION", "3")],
+        "start",
+    );
     assert!(output.status.success(), "{output:?}");
     let result: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
     assert_eq!(result["version"], 3);
     assert_eq!(result["protocol"], "ttrpc");
     let address = result["address"].as_str().unwrap().to_owned();
-    assert_eq!(std::fs::read_to_string(dir.path().join("address")).unwrap(), address);
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("address")).unwrap(),
+        address
+    );
     shutdown(&address).await;
 }
 
