@@ -1,10 +1,10 @@
 //! `containerd-shim-hull-v2`: containerd's runtime v2 shim for hull and
 //! other runc-compatible runtimes.
 //!
-//! Run without an action, the binary is the shim server: it serves the task
-//! API over ttrpc (as `containerd.task.v2.Task` and `containerd.task.v3.Task`)
-//! on the socket that `start` passed as fd 3, or on `-socket PATH`, and over
-//! gRPC with reflection and health on the same path plus `.grpc`.
+//! Run without an action, the binary is the shim server. It serves the task
+//! API over ttrpc, as `containerd.task.v2.Task` and `containerd.task.v3.Task`,
+//! on the socket that `start` passed as fd 3 or on `-socket PATH`. It also
+//! serves it over gRPC, with reflection and health, on that path plus `.grpc`.
 
 mod bootstrap;
 mod flags;

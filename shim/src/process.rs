@@ -12,7 +12,7 @@ use crate::options::ShimOptions;
 use crate::runtime::Runtime;
 use crate::stdio::{ProcessIo, StdioPaths};
 
-/// How a process ended.
+/// Exit status and time of a process.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Exit {
     pub status: u32,
@@ -60,8 +60,8 @@ impl Process {
         }
     }
 
-    /// The id that events and requests use: the exec id, or the container
-    /// id for the init process.
+    /// Returns the id that events and requests use: the exec id, or the
+    /// container id for the init process.
     pub fn id(&self) -> &str {
         if self.exec_id.is_empty() {
             &self.container_id

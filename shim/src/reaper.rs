@@ -3,7 +3,7 @@
 //! The shim is a child subreaper, so the container processes that the
 //! runtime forks (init and exec processes) become its children when the
 //! runtime exits. One task handles SIGCHLD, collects every exited child with
-//! `waitpid(-1, WNOHANG)` and hands each status to whoever claimed that pid:
+//! `waitpid(-1, WNOHANG)` and sends each status to the claim on that pid:
 //! a runtime command in progress or a container process. Nothing else in
 //! the shim may wait for children, or it would steal statuses.
 
@@ -18,7 +18,7 @@ use nix::unistd::Pid;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::oneshot;
 
-/// How long an exit status that nobody claimed is kept. A container
+/// Time an unclaimed exit status is kept. A container
 /// process can exit before the shim has read its pid from the runtime's pid
 /// file, and the claim then finds the status here.
 const UNCLAIMED_TTL: Duration = Duration::from_secs(60);

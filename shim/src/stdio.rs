@@ -205,9 +205,9 @@ fn receive_fd(socket: i32) -> nix::Result<Option<OwnedFd>> {
     Ok(None)
 }
 
-/// Opens the source of a process's stdin. A FIFO opens read-write, so the
-/// shim never sees end-of-file while the client reconnects; CloseIO ends
-/// the copy instead.
+/// Opens the source of a process's stdin. The FIFO opens read-write, so
+/// reads do not return end-of-file while the client reconnects. CloseIO
+/// ends the copy instead.
 fn open_input(path: &str) -> std::io::Result<pipe::Receiver> {
     pipe::OpenOptions::new()
         .read_write(true)
