@@ -70,6 +70,23 @@ impl Fixture {
     }
 }
 
+/// Removes the tasks and containers a failed test left, so that their shims
+/// shut down before containerd stops.
+impl Drop for Fixture {
+    fn drop(&mut self) {
+        let tasks = self.ctr(&["task", "ls", "-q"]);
+        for id in tasks.stdout.lines() {
+            let _ = self.ctr(&["task", "delete", "--force", id]);
+        }
+        let containers = self.ctr(&["containers", "ls", "-q"]);
+        for id in containers.stdout.lines() {
+            let _ = self.ctr(&["containers", "delete", id]);
+        }
+        let root = PathBuf::from("/run/containerd/hull").join(self.containerd.namespace());
+        let _ = std::fs::remove_dir(root);
+    }
+}
+
 #[test]
 fn shim_run_prints_and_exits() {
     require_root!();

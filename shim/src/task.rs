@@ -124,6 +124,8 @@ impl TaskService {
             pid,
         });
         service.watch_exit(container.clone(), container.init.clone());
+        // TODO: publish TaskOOM, by watching memory.oom_control through
+        // cgroup.event_control (v1) or memory.events (v2).
         tracing::info!(container = request.id, pid, "container created");
         Ok(pid)
     }

@@ -5,8 +5,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use hull_integration::callers::unmount_under;
 use hull_integration::fixtures::busybox_rootfs;
-use hull_integration::{require_root, unique_id, Bundle};
+use hull_integration::{hull_binary, require_root, unique_id, Bundle};
 use hull_proto::containerd::task::v3::task_client::TaskClient;
 use hull_proto::containerd::task::v3::*;
 use hull_proto::containerd::types::Mount;
@@ -16,10 +17,16 @@ use tonic::Code;
 
 const SHIM: &str = env!("CARGO_BIN_EXE_containerd-shim-hull-v2");
 
+/// hull's state directory for the test namespace: the shim's default,
+/// `/run/containerd/hull/<namespace>`.
+const RUNTIME_ROOT: &str = "/run/containerd/hull/hull-grpc-test";
+
 /// A shim server started with `-socket`, killed on drop if still running.
 struct ShimServer {
     child: Child,
     socket: PathBuf,
+    id: String,
+    bundle: PathBuf,
 }
 
 impl ShimServer {
@@ -42,7 +49,12 @@ impl ShimServer {
             .stdin(Stdio::null())
             .spawn()
             .expect("failed to start the shim");
-        ShimServer { child, socket }
+        ShimServer {
+            child,
+            socket,
+            id: id.to_owned(),
+            bundle: bundle.to_path_buf(),
+        }
     }
 
     async fn client(&self) -> TaskClient<Channel> {
@@ -65,6 +77,16 @@ impl Drop for ShimServer {
         }
         let _ = std::fs::remove_file(&self.socket);
         let _ = std::fs::remove_file(format!("{}.grpc", self.socket.display()));
+        // A failed test can leave its container and rootfs mount behind.
+        let root = Path::new(RUNTIME_ROOT);
+        let _ = Command::new(hull_binary())
+            .arg("--root")
+            .arg(root)
+            .args(["delete", "--force", &self.id])
+            .stderr(Stdio::null())
+            .status();
+        unmount_under(&self.bundle);
+        let _ = std::fs::remove_dir(root);
     }
 }
 
