@@ -513,7 +513,12 @@ impl Task for TaskService {
         }))
     }
 
-    async fn shutdown(&self, _request: Request<ShutdownRequest>) -> RpcResult<()> {
+    async fn shutdown(&self, request: Request<ShutdownRequest>) -> RpcResult<()> {
+        if request.get_ref().now {
+            tracing::info!("shutting down now as requested");
+            self.0.shutdown.cancel();
+            return Ok(Response::new(()));
+        }
         let remaining = self
             .0
             .containers

@@ -12,6 +12,7 @@ use hull_proto::containerd::task::v3::task_client::TaskClient;
 use hull_proto::containerd::task::v3::*;
 use hull_proto::containerd::types::Mount;
 use hull_proto::containerd::v1::types::Status;
+use hull_proto::io::containerd::cgroups::v1;
 use tonic::transport::Channel;
 use tonic::Code;
 
@@ -201,6 +202,32 @@ async fn grpc_create_exec_wait_delete() {
             .any(|process| process.pid == created.pid),
         "{pids:?}"
     );
+
+    let resources = serde_json::json!({ "memory": { "limit": 67108864 } });
+    client
+        .update(UpdateTaskRequest {
+            id: id.clone(),
+            resources: Some(prost_types::Any {
+                type_url: "types.containerd.io/opencontainers/runtime-spec/1/LinuxResources".into(),
+                value: resources.to_string().into_bytes(),
+            }),
+            annotations: Default::default(),
+        })
+        .await
+        .unwrap();
+    let stats = client
+        .stats(StatsRequest { id: id.clone() })
+        .await
+        .unwrap()
+        .into_inner()
+        .stats
+        .unwrap();
+    let metrics = hull_proto::events::from_any::<v1::Metrics>(&stats)
+        .expect("the stats are not cgroup v1 metrics")
+        .unwrap();
+    let memory = metrics.memory.unwrap().usage.unwrap();
+    assert_eq!(memory.limit, 67108864);
+    assert!(memory.usage > 0);
 
     // The init process traps SIGTERM and exits with 7.
     client
