@@ -109,6 +109,12 @@ pub struct Containerd {
 impl Containerd {
     /// Starts containerd and waits until `ctr version` succeeds on its socket.
     pub fn start() -> Containerd {
+        Containerd::start_with_path(&[])
+    }
+
+    /// Starts containerd with `dirs` in front of its `PATH`, where it looks
+    /// for shim binaries and the shims look for runtimes.
+    pub fn start_with_path(dirs: &[PathBuf]) -> Containerd {
         let dir = tempfile::Builder::new()
             .prefix("hull-containerd-")
             .tempdir()
@@ -130,7 +136,14 @@ impl Containerd {
         );
         fs::write(path.join("config.toml"), config).unwrap();
         let log = fs::File::create(path.join("containerd.log")).unwrap();
+        let mut path_value = std::ffi::OsString::new();
+        for dir in dirs {
+            path_value.push(dir);
+            path_value.push(":");
+        }
+        path_value.push(std::env::var_os("PATH").unwrap_or_default());
         let daemon = Command::new("containerd")
+            .env("PATH", path_value)
             .arg("--config")
             .arg(path.join("config.toml"))
             .stdin(Stdio::null())
@@ -171,6 +184,11 @@ impl Containerd {
             .arg(self.socket())
             .args(["--namespace", &self.namespace]);
         cmd
+    }
+
+    /// Returns the namespace of this daemon's containers.
+    pub fn namespace(&self) -> &str {
+        &self.namespace
     }
 
     pub fn log(&self) -> String {

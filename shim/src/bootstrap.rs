@@ -1,0 +1,347 @@
+//! The `start` and `delete` actions that containerd runs before and after
+//! the shim's life as a server.
+//!
+//! containerd 1.6 runs `<shim> -namespace NS -address ADDR -publish-binary
+//! BIN -id ID [-debug] start` in the bundle directory with the runtime
+//! options on stdin, and reads the socket address from the combined stdout
+//! and stderr, which it reads until they close. `start` therefore binds the
+//! socket, starts the server as a detached process with stdio on /dev/null
+//! and the socket as fd 3, writes the address to the bundle's `address`
+//! file (read when containerd restarts) and prints it. containerd 1.7 and
+//! 2.x also accept a JSON bootstrap result, which containerd 2.x needs for
+//! task API version 3; `start` prints it when `MAX_SHIM_VERSION` is 3 or
+//! more.
+
+use std::io::{Read, Write};
+use std::os::fd::AsRawFd;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use hull_proto::containerd::task::v3::DeleteResponse;
+use prost::Message;
+
+use crate::flags::Flags;
+use crate::options::ShimOptions;
+
+/// Directory of the shim sockets. The path is short, so the socket paths
+/// stay under the 108-byte limit of `sockaddr_un`.
+pub const SOCKET_DIR: &str = "/run/hull/s";
+
+/// Annotations that put several containers in one shim, as the runc shim
+/// does: a pod's containers share the shim of their sandbox.
+pub const GROUP_ANNOTATIONS: &[&str] = &[
+    "io.containerd.runc.v2.group",
+    "io.kubernetes.cri.sandbox-id",
+];
+
+/// File in the bundle that stores the shim's address.
+pub const ADDRESS_FILE: &str = "address";
+
+/// A failed `start` or `delete`.
+#[derive(Debug, thiserror::Error)]
+pub enum BootstrapError {
+    #[error("failed to create socket directory {path}: {source}")]
+    SocketDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("failed to bind shim socket {path}: {source}")]
+    Bind {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("failed to write {path}: {source}")]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("failed to start the shim server {binary}: {source}")]
+    Spawn {
+        binary: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("failed to find the bundle: {0}")]
+    Bundle(std::io::Error),
+    #[error("invalid runtime options on stdin: {0}")]
+    InvalidStdin(String),
+    #[error(transparent)]
+    Options(#[from] crate::options::OptionsError),
+}
+
+/// 64-bit FNV-1a hash of `data`, starting from `seed` mixed into the offset
+/// basis.
+pub fn fnv1a(data: &[u8], seed: u64) -> u64 {
+    let mut hash = 0xcbf2_9ce4_8422_2325_u64 ^ seed;
+    for &byte in data {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    hash
+}
+
+/// Returns the socket path of the shim for `group` in `namespace` of the
+/// containerd at `containerd_address`: the same inputs give the same path,
+/// so a second container of a group finds the running shim.
+pub fn socket_path(containerd_address: &str, namespace: &str, group: &str) -> PathBuf {
+    let key = format!("{containerd_address}\0{namespace}\0{group}");
+    let name = format!(
+        "{:016x}{:016x}",
+        fnv1a(key.as_bytes(), 0),
+        fnv1a(key.as_bytes(), 0x9e37_79b9_7f4a_7c15)
+    );
+    Path::new(SOCKET_DIR).join(name)
+}
+
+/// Returns the path of the gRPC socket beside the ttrpc socket at `path`.
+pub fn grpc_socket_path(path: &Path) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".grpc");
+    PathBuf::from(name)
+}
+
+/// Returns the group of the container whose bundle is `bundle`: the value of
+/// a grouping annotation in `config.json`, else `id`.
+pub fn group_of(bundle: &Path, id: &str) -> String {
+    let spec: Option<serde_json::Value> = std::fs::read(bundle.join("config.json"))
+        .ok()
+        .and_then(|data| serde_json::from_slice(&data).ok());
+    let annotations = spec.as_ref().and_then(|spec| spec.get("annotations"));
+    GROUP_ANNOTATIONS
+        .iter()
+        .find_map(|key| annotations?.get(*key)?.as_str().map(str::to_owned))
+        .unwrap_or_else(|| id.to_owned())
+}
+
+/// Returns what `start` prints: the plain address, or for a containerd that
+/// sets `MAX_SHIM_VERSION` to 3 or more, the JSON bootstrap result.
+pub fn start_output(address: &str, max_shim_version: Option<&str>) -> String {
+    let version = max_shim_version.and_then(|value| value.trim().parse::<i32>().ok());
+    match version {
+        Some(version) if version >= 3 => serde_json::json!({
+            "version": 3,
+            "address": address,
+            "protocol": "ttrpc",
+        })
+        .to_string(),
+        _ => address.to_owned(),
+    }
+}
+
+/// Runs the `start` action and prints the shim's address.
+pub fn start(flags: &Flags) -> Result<(), BootstrapError> {
+    let bundle = std::env::current_dir().map_err(BootstrapError::Bundle)?;
+    let group = group_of(&bundle, &flags.id);
+    let path = socket_path(&flags.address, &flags.namespace, &group);
+    let address = format!("unix://{}", path.display());
+    let max_version = std::env::var("MAX_SHIM_VERSION").ok();
+
+    std::fs::create_dir_all(SOCKET_DIR).map_err(|source| BootstrapError::SocketDir {
+        path: PathBuf::from(SOCKET_DIR),
+        source,
+    })?;
+    let listener = match UnixListener::bind(&path) {
+        Ok(listener) => listener,
+        Err(error) if error.kind() == std::io::ErrorKind::AddrInUse => {
+            if UnixStream::connect(&path).is_ok() {
+                // A shim of this group runs already and serves this
+                // container too.
+                write_address(&bundle, &address)?;
+                print_start_output(&address, max_version.as_deref());
+                return Ok(());
+            }
+            let _ = std::fs::remove_file(&path);
+            UnixListener::bind(&path).map_err(|source| BootstrapError::Bind {
+                path: path.clone(),
+                source,
+            })?
+        }
+        Err(source) => return Err(BootstrapError::Bind { path, source }),
+    };
+    let result = spawn_server(flags, &bundle, &address, &listener);
+    if result.is_err() {
+        let _ = std::fs::remove_file(&path);
+        return result;
+    }
+    print_start_output(&address, max_version.as_deref());
+    Ok(())
+}
+
+fn write_address(bundle: &Path, address: &str) -> Result<(), BootstrapError> {
+    let path = bundle.join(ADDRESS_FILE);
+    std::fs::write(&path, address).map_err(|source| BootstrapError::Write { path, source })
+}
+
+fn print_start_output(address: &str, max_version: Option<&str>) {
+    let mut stdout = std::io::stdout();
+    let _ = stdout.write_all(start_output(address, max_version).as_bytes());
+    let _ = stdout.flush();
+}
+
+fn spawn_server(
+    flags: &Flags,
+    bundle: &Path,
+    address: &str,
+    listener: &UnixListener,
+) -> Result<(), BootstrapError> {
+    write_address(bundle, address)?;
+    let binary = std::env::current_exe().map_err(|source| BootstrapError::Spawn {
+        binary: PathBuf::from("/proc/self/exe"),
+        source,
+    })?;
+    let mut command = Command::new(&binary);
+    command
+        .args(["-namespace", &flags.namespace, "-id", &flags.id])
+        .args(["-address", &flags.address])
+        .args(["-publish-binary", &flags.publish_binary]);
+    if flags.debug {
+        command.arg("-debug");
+    }
+    command
+        .current_dir(bundle)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let listener_fd = listener.as_raw_fd();
+    // SAFETY: the closure runs in the forked child before exec and calls
+    // only setsid, dup2 and fcntl, which are async-signal-safe.
+    unsafe {
+        command.pre_exec(move || {
+            if libc::setsid() == -1 {
+                return Err(std::io::Error::last_os_error());
+            }
+            if listener_fd == 3 {
+                // dup2 onto itself keeps close-on-exec set, so clear it.
+                if libc::fcntl(3, libc::F_SETFD, 0) == -1 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            } else if libc::dup2(listener_fd, 3) == -1 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let child = command.spawn().map_err(|source| BootstrapError::Spawn {
+        binary: binary.clone(),
+        source,
+    })?;
+    // The server is detached: init reaps it after this process exits.
+    let pid = child.id();
+    drop(child);
+
+    // containerd reads stdout and stderr together as the address, so
+    // nothing may be printed here: a problem with the options fails start.
+    let mut input = Vec::new();
+    if std::io::stdin().read_to_end(&mut input).is_ok() && !input.is_empty() {
+        let any = prost_types::Any::decode(input.as_slice())
+            .map_err(|error| BootstrapError::InvalidStdin(error.to_string()))?;
+        let options = ShimOptions::from_any(Some(&any))?;
+        if !options.shim_cgroup.is_empty() {
+            move_to_cgroup(pid, &options.shim_cgroup)?;
+        }
+    }
+    Ok(())
+}
+
+/// Adds `pid` to the cgroup at `path` in every mounted cgroup v1 hierarchy
+/// that has it, or in the cgroup v2 hierarchy.
+fn move_to_cgroup(pid: u32, path: &str) -> Result<(), BootstrapError> {
+    let relative = path.trim_start_matches('/');
+    let mut moved = false;
+    if let Ok(entries) = std::fs::read_dir("/sys/fs/cgroup") {
+        for entry in entries.flatten() {
+            let procs = entry.path().join(relative).join("cgroup.procs");
+            if procs.exists() && std::fs::write(&procs, pid.to_string()).is_ok() {
+                moved = true;
+            }
+        }
+    }
+    let unified = Path::new("/sys/fs/cgroup")
+        .join(relative)
+        .join("cgroup.procs");
+    if !moved {
+        std::fs::write(&unified, pid.to_string()).map_err(|source| BootstrapError::Write {
+            path: unified,
+            source,
+        })?;
+    }
+    Ok(())
+}
+
+/// Runs the `delete` action, which containerd calls for a shim that died:
+/// force-deletes the container with the runtime, unmounts the rootfs and
+/// prints a `DeleteResponse`.
+pub fn delete(flags: &Flags) -> Result<(), BootstrapError> {
+    let bundle = match &flags.bundle {
+        Some(bundle) => bundle.clone(),
+        None => std::env::current_dir().map_err(BootstrapError::Bundle)?,
+    };
+    let options = ShimOptions::load(&bundle)?;
+    let status = Command::new(options.runtime_binary())
+        .arg("--root")
+        .arg(options.runtime_root(&flags.namespace))
+        .arg("--log")
+        .arg(bundle.join("log.json"))
+        .args(["--log-format", "json", "delete", "--force", &flags.id])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+    match status {
+        Ok(status) if status.success() => {}
+        Ok(status) => eprintln!("runtime delete of {} exited with {status}", flags.id),
+        Err(error) => eprintln!("failed to run the runtime delete of {}: {error}", flags.id),
+    }
+    if let Err(error) = crate::mount::unmount_all(&bundle.join("rootfs")) {
+        eprintln!("{error}");
+    }
+    let response = DeleteResponse {
+        pid: 0,
+        exit_status: 128 + libc::SIGKILL as u32,
+        exited_at: Some(prost_types::Timestamp::from(std::time::SystemTime::now())),
+    };
+    let mut stdout = std::io::stdout();
+    let _ = stdout.write_all(&response.encode_to_vec());
+    let _ = stdout.flush();
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn socket_paths_are_stable_and_short() {
+        let first = socket_path("/run/containerd/containerd.sock", "default", "c1");
+        let again = socket_path("/run/containerd/containerd.sock", "default", "c1");
+        let other = socket_path("/run/containerd/containerd.sock", "default", "c2");
+        assert_eq!(first, again);
+        assert_ne!(first, other);
+        assert!(grpc_socket_path(&first).as_os_str().len() < 108);
+    }
+
+    #[test]
+    fn start_output_depends_on_max_shim_version() {
+        let address = "unix:///run/hull/s/abc";
+        assert_eq!(start_output(address, None), address);
+        assert_eq!(start_output(address, Some("2")), address);
+        let json: serde_json::Value =
+            serde_json::from_str(&start_output(address, Some("3"))).unwrap();
+        assert_eq!(json["version"], 3);
+        assert_eq!(json["address"], address);
+        assert_eq!(json["protocol"], "ttrpc");
+    }
+
+    #[test]
+    fn group_comes_from_annotations() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(group_of(dir.path(), "c1"), "c1");
+        std::fs::write(
+            dir.path().join("config.json"),
+            r#"{"annotations":{"io.kubernetes.cri.sandbox-id":"pod1"}}"#,
+        )
+        .unwrap();
+        assert_eq!(group_of(dir.path(), "c1"), "pod1");
+    }
+}

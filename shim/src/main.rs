@@ -1,0 +1,204 @@
+//! `containerd-shim-hull-v2`: containerd's runtime v2 shim for hull and
+//! other runc-compatible runtimes.
+//!
+//! Run without an action, the binary is the shim server. It serves the task
+//! API over ttrpc, as `containerd.task.v2.Task` and `containerd.task.v3.Task`,
+//! on the socket that `start` passed as fd 3 or on `-socket PATH`. It also
+//! serves it over gRPC, with reflection and health, on that path plus `.grpc`.
+
+mod bootstrap;
+mod flags;
+mod logging;
+mod metrics;
+mod mount;
+mod options;
+mod process;
+mod reaper;
+mod runtime;
+mod service;
+mod stdio;
+mod task;
+
+use std::os::fd::{FromRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hull_proto::containerd::task::{v2, v3};
+use hull_proto::events::Publisher;
+use prost::Message;
+
+use crate::flags::Flags;
+use crate::reaper::Reaper;
+use crate::service::Service;
+use crate::task::TaskService;
+
+/// Time the servers get to finish the calls in progress after Shutdown.
+const SERVER_STOP_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// `containerd.types.RuntimeInfo` (name and version only), which
+/// containerd 2.x reads from `-info`.
+#[derive(Clone, PartialEq, prost::Message)]
+struct RuntimeInfo {
+    #[prost(string, tag = "1")]
+    name: String,
+    #[prost(message, optional, tag = "2")]
+    version: Option<RuntimeVersion>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+struct RuntimeVersion {
+    #[prost(string, tag = "1")]
+    version: String,
+    #[prost(string, tag = "2")]
+    revision: String,
+}
+
+fn main() -> ExitCode {
+    let flags = match Flags::parse(std::env::args().skip(1)) {
+        Ok(flags) => flags,
+        Err(error) => {
+            eprintln!("containerd-shim-hull-v2: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    if flags.version {
+        println!("containerd-shim-hull-v2:");
+        println!("  Version:  {}", env!("CARGO_PKG_VERSION"));
+        return ExitCode::SUCCESS;
+    }
+    if flags.info {
+        let info = RuntimeInfo {
+            name: "io.containerd.hull.v2".into(),
+            version: Some(RuntimeVersion {
+                version: env!("CARGO_PKG_VERSION").into(),
+                revision: String::new(),
+            }),
+        };
+        use std::io::Write;
+        let _ = std::io::stdout().write_all(&info.encode_to_vec());
+        return ExitCode::SUCCESS;
+    }
+    let result = match flags.action.as_deref() {
+        Some("start") => bootstrap::start(&flags).map_err(|error| error.to_string()),
+        Some("delete") => bootstrap::delete(&flags).map_err(|error| error.to_string()),
+        None => serve(&flags),
+        Some(other) => Err(format!(
+            "unknown action {other:?}: expected start or delete"
+        )),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("containerd-shim-hull-v2: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Runs the shim server until Shutdown.
+fn serve(flags: &Flags) -> Result<(), String> {
+    let bundle =
+        std::env::current_dir().map_err(|error| format!("no working directory: {error}"))?;
+    logging::init(logging::open_log_fifo(&bundle.join("log")), flags.debug);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|error| format!("failed to start the async runtime: {error}"))?;
+    let result = runtime.block_on(serve_async(flags, &bundle));
+    if let Err(error) = &result {
+        tracing::error!(%error, "shim server failed");
+    }
+    result
+}
+
+async fn serve_async(flags: &Flags, bundle: &Path) -> Result<(), String> {
+    let socket_path = match &flags.socket {
+        Some(socket) => PathBuf::from(socket.strip_prefix("unix://").unwrap_or(socket)),
+        None => {
+            let address = std::fs::read_to_string(bundle.join(bootstrap::ADDRESS_FILE))
+                .map_err(|error| format!("failed to read the address file: {error}"))?;
+            PathBuf::from(address.trim().trim_start_matches("unix://"))
+        }
+    };
+    let listener = match &flags.socket {
+        Some(_) => {
+            let _ = std::fs::remove_file(&socket_path);
+            hull_proto::ttrpc::bind(&socket_path).map_err(|error| error.to_string())?
+        }
+        None => {
+            // SAFETY: `start` passes the listening socket as fd 3, and
+            // nothing else in this process owns that descriptor.
+            let fd = unsafe { OwnedFd::from_raw_fd(3) };
+            hull_proto::ttrpc::listener_from_fd(fd).map_err(|error| error.to_string())?
+        }
+    };
+
+    let reaper = Reaper::start().map_err(|error| format!("failed to start the reaper: {error}"))?;
+    let publisher = std::env::var("TTRPC_ADDRESS")
+        .ok()
+        .filter(|address| !address.is_empty())
+        .map(Publisher::new);
+    if publisher.is_none() {
+        tracing::warn!("TTRPC_ADDRESS is not set, events are not published");
+    }
+    let service = Service::new(flags.namespace.clone(), reaper, publisher);
+    let task = Arc::new(TaskService(service.clone()));
+
+    let mut ttrpc = hull_proto::ttrpc::Server::new();
+    ttrpc
+        .register(v3::task_ttrpc::service(task.clone()))
+        .and_then(|server| {
+            server.register(
+                v3::task_ttrpc::service(task.clone()).with_name(v2::task_ttrpc::SERVICE_NAME),
+            )
+        })
+        .map_err(|error| error.to_string())?;
+    let token = service.shutdown.clone();
+    let ttrpc_task =
+        tokio::spawn(ttrpc.serve_with_shutdown(listener, token.clone().cancelled_owned()));
+
+    let grpc_path = bootstrap::grpc_socket_path(&socket_path);
+    let _ = std::fs::remove_file(&grpc_path);
+    let grpc_listener = tokio::net::UnixListener::bind(&grpc_path)
+        .map_err(|error| format!("failed to bind {}: {error}", grpc_path.display()))?;
+    let reflection = hull_proto::grpc::reflection_service().map_err(|error| error.to_string())?;
+    let (health_reporter, health) = tonic_health::server::health_reporter();
+    health_reporter
+        .set_serving::<v3::task_server::TaskServer<TaskService>>()
+        .await;
+    let grpc_task = tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(v3::task_server::TaskServer::from_arc(task))
+            .add_service(reflection)
+            .add_service(health)
+            .serve_with_incoming_shutdown(
+                hull_proto::grpc::unix_incoming(grpc_listener),
+                token.clone().cancelled_owned(),
+            ),
+    );
+    tracing::info!(
+        id = flags.id,
+        namespace = flags.namespace,
+        socket = %socket_path.display(),
+        "shim serving"
+    );
+
+    token.cancelled().await;
+    let stop = async {
+        let _ = ttrpc_task.await;
+        let _ = grpc_task.await;
+    };
+    if tokio::time::timeout(SERVER_STOP_TIMEOUT, stop)
+        .await
+        .is_err()
+    {
+        tracing::warn!("servers did not stop in time");
+    }
+    service.flush_events().await;
+    let _ = std::fs::remove_file(&socket_path);
+    let _ = std::fs::remove_file(&grpc_path);
+    tracing::info!("shim stopped");
+    Ok(())
+}

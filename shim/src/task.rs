@@ -1,0 +1,534 @@
+//! The `containerd.task.v3.Task` service, which the shim also serves as
+//! `containerd.task.v2.Task`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use hull_proto::containerd::events::{
+    TaskCheckpointed, TaskCreate, TaskDelete, TaskExecAdded, TaskIo, TaskPaused, TaskResumed,
+};
+use hull_proto::containerd::runc::v1::{CheckpointOptions, ProcessDetails};
+use hull_proto::containerd::task::v3::task_server::Task;
+use hull_proto::containerd::task::v3::*;
+use hull_proto::containerd::v1::types::{ProcessInfo, Status};
+use hull_proto::events::{from_any, to_any};
+use tokio::sync::watch;
+use tonic::{Request, Response, Status as RpcStatus};
+
+use crate::mount::{mount_rootfs, unmount_all};
+use crate::options::ShimOptions;
+use crate::process::{Container, Process};
+use crate::runtime::Runtime;
+use crate::service::{runtime_status, Service};
+use crate::stdio::StdioPaths;
+
+/// Time Delete waits for a process's output to drain.
+const OUTPUT_DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The task service: a handle to the shared [`Service`].
+#[derive(Clone)]
+pub struct TaskService(pub Arc<Service>);
+
+type RpcResult<T> = Result<Response<T>, RpcStatus>;
+
+fn require_id(id: &str) -> Result<(), RpcStatus> {
+    if id.is_empty() {
+        return Err(RpcStatus::invalid_argument(
+            "container id must not be empty",
+        ));
+    }
+    Ok(())
+}
+
+impl TaskService {
+    async fn create_container(&self, request: CreateTaskRequest) -> Result<u32, RpcStatus> {
+        let service = &self.0;
+        require_id(&request.id)?;
+        if service.container(&request.id).is_ok() {
+            return Err(RpcStatus::already_exists(format!(
+                "container {} already exists",
+                request.id
+            )));
+        }
+        if !request.checkpoint.is_empty() {
+            // TODO: restore from a checkpoint with `hull restore`.
+            return Err(RpcStatus::unimplemented(
+                "creating a task from a checkpoint is not supported",
+            ));
+        }
+        let bundle = std::path::PathBuf::from(&request.bundle);
+        let options = ShimOptions::from_any(request.options.as_ref())
+            .map_err(|error| RpcStatus::invalid_argument(error.to_string()))?;
+        options
+            .save(&bundle)
+            .map_err(|error| RpcStatus::internal(error.to_string()))?;
+        let rootfs = bundle.join("rootfs");
+        mount_rootfs(&request.rootfs, &rootfs)
+            .map_err(|error| RpcStatus::internal(error.to_string()))?;
+        let runtime = Runtime::new(
+            options.runtime_binary(),
+            options.runtime_root(&service.namespace),
+            bundle.join("log.json"),
+            options.systemd_cgroup,
+            service.reaper.clone(),
+        );
+        let stdio = StdioPaths {
+            stdin: request.stdin.clone(),
+            stdout: request.stdout.clone(),
+            stderr: request.stderr.clone(),
+            terminal: request.terminal,
+        };
+        let container = Arc::new(Container {
+            id: request.id.clone(),
+            bundle: bundle.clone(),
+            rootfs_mounted: !request.rootfs.is_empty(),
+            options,
+            runtime,
+            init: Arc::new(Process::new(&request.id, "", stdio, Vec::new())),
+            execs: Default::default(),
+            lifecycle: Default::default(),
+            running_execs: watch::Sender::new(0),
+        });
+        let spawned = service
+            .spawn_process(&container, &container.init, &bundle.join("init.pid"), None)
+            .await;
+        let (pid, io) = match spawned {
+            Ok(spawned) => spawned,
+            Err(status) => {
+                if container.rootfs_mounted {
+                    if let Err(error) = unmount_all(&rootfs) {
+                        tracing::warn!(%error, "failed to unmount the rootfs");
+                    }
+                }
+                return Err(status);
+            }
+        };
+        *container.init.io.lock().await = io;
+        container.init.set_pid(pid);
+        service
+            .containers
+            .lock()
+            .expect("container table lock poisoned")
+            .insert(request.id.clone(), container.clone());
+        service.publish(&TaskCreate {
+            container_id: request.id.clone(),
+            bundle: request.bundle.clone(),
+            rootfs: request.rootfs.clone(),
+            io: Some(TaskIo {
+                stdin: request.stdin,
+                stdout: request.stdout,
+                stderr: request.stderr,
+                terminal: request.terminal,
+            }),
+            checkpoint: request.checkpoint,
+            pid,
+        });
+        service.watch_exit(container.clone(), container.init.clone());
+        // TODO: publish TaskOOM, by watching memory.oom_control through
+        // cgroup.event_control (v1) or memory.events (v2).
+        tracing::info!(container = request.id, pid, "container created");
+        Ok(pid)
+    }
+
+    async fn delete_process(&self, request: &DeleteRequest) -> Result<DeleteResponse, RpcStatus> {
+        let service = &self.0;
+        let container = service.container(&request.id)?;
+        let process = service.process(&request.id, &request.exec_id)?;
+        let is_init = request.exec_id.is_empty();
+        match process.status() {
+            Status::Stopped => {}
+            Status::Created if is_init => {
+                // The init process still waits for start; the runtime's
+                // delete kills it.
+                container
+                    .runtime
+                    .delete(&container.id, true)
+                    .await
+                    .map_err(runtime_status)?;
+                let _ = tokio::time::timeout(Duration::from_secs(5), process.wait()).await;
+            }
+            Status::Created => {}
+            status => {
+                return Err(RpcStatus::failed_precondition(format!(
+                    "cannot delete process {} of container {}: it is {status:?}",
+                    process.id(),
+                    container.id
+                )))
+            }
+        }
+        if is_init && process.exit().is_some() {
+            if let Err(error) = container.runtime.delete(&container.id, true).await {
+                tracing::warn!(%error, container = container.id, "runtime delete failed");
+            }
+        }
+        {
+            let mut io = process.io.lock().await;
+            let drained = tokio::time::timeout(OUTPUT_DRAIN_TIMEOUT, io.wait_output()).await;
+            if drained.is_err() {
+                tracing::warn!(process = process.id(), "output copy did not finish");
+            }
+            io.close_stdin();
+        }
+        let exit = process.exit();
+        let response = DeleteResponse {
+            pid: process.pid(),
+            exit_status: exit.map_or(0, |exit| exit.status),
+            exited_at: exit.map(|exit| exit.timestamp()),
+        };
+        if is_init {
+            if container.rootfs_mounted {
+                if let Err(error) = unmount_all(&container.bundle.join("rootfs")) {
+                    tracing::warn!(%error, "failed to unmount the rootfs");
+                }
+            }
+            service
+                .containers
+                .lock()
+                .expect("container table lock poisoned")
+                .remove(&container.id);
+            service.publish(&TaskDelete {
+                container_id: container.id.clone(),
+                pid: response.pid,
+                exit_status: response.exit_status,
+                exited_at: response.exited_at,
+                id: container.id.clone(),
+            });
+        } else {
+            container
+                .execs
+                .lock()
+                .expect("exec table lock poisoned")
+                .remove(&request.exec_id);
+        }
+        Ok(response)
+    }
+
+    fn checkpoint_args(request: &CheckpointTaskRequest, options: &ShimOptions) -> Vec<String> {
+        let mut args = vec!["--image-path".to_owned(), request.path.clone()];
+        let opts = request
+            .options
+            .as_ref()
+            .and_then(from_any::<CheckpointOptions>)
+            .and_then(Result::ok)
+            .unwrap_or_default();
+        let work_path = if opts.work_path.is_empty() {
+            options.criu_work_path.clone()
+        } else {
+            opts.work_path.clone()
+        };
+        if !work_path.is_empty() {
+            args.extend(["--work-path".to_owned(), work_path]);
+        }
+        if !opts.parent_path.is_empty() {
+            args.extend(["--parent-path".to_owned(), opts.parent_path.clone()]);
+        }
+        if !opts.exit {
+            args.push("--leave-running".to_owned());
+        }
+        for (set, flag) in [
+            (opts.open_tcp, "--tcp-established"),
+            (opts.external_unix_sockets, "--ext-unix-sk"),
+            (opts.terminal, "--shell-job"),
+            (opts.file_locks, "--file-locks"),
+        ] {
+            if set {
+                args.push(flag.to_owned());
+            }
+        }
+        for namespace in &opts.empty_namespaces {
+            args.extend(["--empty-ns".to_owned(), namespace.clone()]);
+        }
+        if !opts.cgroups_mode.is_empty() {
+            args.extend([
+                "--manage-cgroups-mode".to_owned(),
+                opts.cgroups_mode.clone(),
+            ]);
+        }
+        args
+    }
+}
+
+#[tonic::async_trait]
+impl Task for TaskService {
+    async fn state(&self, request: Request<StateRequest>) -> RpcResult<StateResponse> {
+        let request = request.into_inner();
+        let container = self.0.container(&request.id)?;
+        let process = self.0.process(&request.id, &request.exec_id)?;
+        let exit = process.exit();
+        Ok(Response::new(StateResponse {
+            id: process.id().to_owned(),
+            bundle: container.bundle.display().to_string(),
+            pid: process.pid(),
+            status: process.status() as i32,
+            stdin: process.stdio.stdin.clone(),
+            stdout: process.stdio.stdout.clone(),
+            stderr: process.stdio.stderr.clone(),
+            terminal: process.stdio.terminal,
+            exit_status: exit.map_or(0, |exit| exit.status),
+            exited_at: exit.map(|exit| exit.timestamp()),
+            exec_id: request.exec_id,
+        }))
+    }
+
+    async fn create(&self, request: Request<CreateTaskRequest>) -> RpcResult<CreateTaskResponse> {
+        let pid = self.create_container(request.into_inner()).await?;
+        Ok(Response::new(CreateTaskResponse { pid }))
+    }
+
+    async fn start(&self, request: Request<StartRequest>) -> RpcResult<StartResponse> {
+        let request = request.into_inner();
+        let container = self.0.container(&request.id)?;
+        let pid = if request.exec_id.is_empty() {
+            self.0.start_init(&container).await?
+        } else {
+            let process = self.0.process(&request.id, &request.exec_id)?;
+            self.0.start_exec(&container, &process).await?
+        };
+        Ok(Response::new(StartResponse { pid }))
+    }
+
+    async fn delete(&self, request: Request<DeleteRequest>) -> RpcResult<DeleteResponse> {
+        Ok(Response::new(self.delete_process(request.get_ref()).await?))
+    }
+
+    async fn pids(&self, request: Request<PidsRequest>) -> RpcResult<PidsResponse> {
+        let container = self.0.container(&request.get_ref().id)?;
+        let pids = container
+            .runtime
+            .ps(&container.id)
+            .await
+            .map_err(runtime_status)?;
+        let exec_pids = container.exec_pids();
+        let processes = pids
+            .into_iter()
+            .map(|pid| ProcessInfo {
+                pid,
+                info: exec_pids.get(&pid).map(|exec_id| {
+                    to_any(&ProcessDetails {
+                        exec_id: exec_id.clone(),
+                    })
+                }),
+            })
+            .collect();
+        Ok(Response::new(PidsResponse { processes }))
+    }
+
+    async fn pause(&self, request: Request<PauseRequest>) -> RpcResult<()> {
+        let container = self.0.container(&request.get_ref().id)?;
+        container
+            .runtime
+            .pause(&container.id)
+            .await
+            .map_err(runtime_status)?;
+        container.init.set_status(Status::Paused);
+        self.0.publish(&TaskPaused {
+            container_id: container.id.clone(),
+        });
+        Ok(Response::new(()))
+    }
+
+    async fn resume(&self, request: Request<ResumeRequest>) -> RpcResult<()> {
+        let container = self.0.container(&request.get_ref().id)?;
+        container
+            .runtime
+            .resume(&container.id)
+            .await
+            .map_err(runtime_status)?;
+        container.init.set_status(Status::Running);
+        self.0.publish(&TaskResumed {
+            container_id: container.id.clone(),
+        });
+        Ok(Response::new(()))
+    }
+
+    async fn checkpoint(&self, request: Request<CheckpointTaskRequest>) -> RpcResult<()> {
+        let request = request.into_inner();
+        let container = self.0.container(&request.id)?;
+        let args = Self::checkpoint_args(&request, &container.options);
+        container
+            .runtime
+            .checkpoint(&container.id, &args)
+            .await
+            .map_err(runtime_status)?;
+        self.0.publish(&TaskCheckpointed {
+            container_id: container.id.clone(),
+            checkpoint: request.path,
+        });
+        Ok(Response::new(()))
+    }
+
+    async fn kill(&self, request: Request<KillRequest>) -> RpcResult<()> {
+        let request = request.into_inner();
+        let container = self.0.container(&request.id)?;
+        let process = self.0.process(&request.id, &request.exec_id)?;
+        if process.status() == Status::Stopped {
+            return Err(RpcStatus::not_found(format!(
+                "process {} of container {} has already exited",
+                process.id(),
+                container.id
+            )));
+        }
+        if request.exec_id.is_empty() {
+            container
+                .runtime
+                .kill(&container.id, request.signal, request.all)
+                .await
+                .map_err(runtime_status)?;
+        } else {
+            if process.status() == Status::Created {
+                return Err(RpcStatus::failed_precondition(format!(
+                    "exec {} of container {} is not started",
+                    process.exec_id, container.id
+                )));
+            }
+            let signal =
+                nix::sys::signal::Signal::try_from(request.signal as i32).map_err(|_| {
+                    RpcStatus::invalid_argument(format!("invalid signal {}", request.signal))
+                })?;
+            nix::sys::signal::kill(nix::unistd::Pid::from_raw(process.pid() as i32), signal)
+                .map_err(|errno| {
+                    RpcStatus::not_found(format!(
+                        "failed to signal exec {}: {errno}",
+                        process.exec_id
+                    ))
+                })?;
+        }
+        Ok(Response::new(()))
+    }
+
+    async fn exec(&self, request: Request<ExecProcessRequest>) -> RpcResult<()> {
+        let request = request.into_inner();
+        let container = self.0.container(&request.id)?;
+        if request.exec_id.is_empty() {
+            return Err(RpcStatus::invalid_argument("exec id must not be empty"));
+        }
+        if container.init.status() == Status::Stopped {
+            return Err(RpcStatus::failed_precondition(format!(
+                "container {} has stopped",
+                container.id
+            )));
+        }
+        let spec = request
+            .spec
+            .map(|any| any.value)
+            .ok_or_else(|| RpcStatus::invalid_argument("exec request has no process spec"))?;
+        let stdio = StdioPaths {
+            stdin: request.stdin,
+            stdout: request.stdout,
+            stderr: request.stderr,
+            terminal: request.terminal,
+        };
+        {
+            let mut execs = container.execs.lock().expect("exec table lock poisoned");
+            if execs.contains_key(&request.exec_id) {
+                return Err(RpcStatus::already_exists(format!(
+                    "exec {} of container {} already exists",
+                    request.exec_id, container.id
+                )));
+            }
+            let process = Process::new(&container.id, &request.exec_id, stdio, spec);
+            execs.insert(request.exec_id.clone(), Arc::new(process));
+        }
+        self.0.publish(&TaskExecAdded {
+            container_id: container.id.clone(),
+            exec_id: request.exec_id,
+        });
+        Ok(Response::new(()))
+    }
+
+    async fn resize_pty(&self, request: Request<ResizePtyRequest>) -> RpcResult<()> {
+        let request = request.into_inner();
+        let process = self.0.process(&request.id, &request.exec_id)?;
+        let width = u16::try_from(request.width).unwrap_or(u16::MAX);
+        let height = u16::try_from(request.height).unwrap_or(u16::MAX);
+        process
+            .io
+            .lock()
+            .await
+            .resize(width, height)
+            .map_err(|error| RpcStatus::failed_precondition(error.to_string()))?;
+        Ok(Response::new(()))
+    }
+
+    async fn close_io(&self, request: Request<CloseIoRequest>) -> RpcResult<()> {
+        let request = request.into_inner();
+        let process = self.0.process(&request.id, &request.exec_id)?;
+        if request.stdin {
+            process.io.lock().await.close_stdin();
+        }
+        Ok(Response::new(()))
+    }
+
+    async fn update(&self, request: Request<UpdateTaskRequest>) -> RpcResult<()> {
+        let request = request.into_inner();
+        let container = self.0.container(&request.id)?;
+        let resources = request
+            .resources
+            .map(|any| any.value)
+            .ok_or_else(|| RpcStatus::invalid_argument("update request has no resources"))?;
+        container
+            .runtime
+            .update(&container.id, &resources)
+            .await
+            .map_err(runtime_status)?;
+        Ok(Response::new(()))
+    }
+
+    async fn wait(&self, request: Request<WaitRequest>) -> RpcResult<WaitResponse> {
+        let request = request.into_inner();
+        let process = self.0.process(&request.id, &request.exec_id)?;
+        let exit = process.wait().await;
+        Ok(Response::new(WaitResponse {
+            exit_status: exit.status,
+            exited_at: Some(exit.timestamp()),
+        }))
+    }
+
+    async fn stats(&self, request: Request<StatsRequest>) -> RpcResult<StatsResponse> {
+        let container = self.0.container(&request.get_ref().id)?;
+        if container.init.status() == Status::Stopped {
+            return Err(RpcStatus::not_found(format!(
+                "container {} has stopped",
+                container.id
+            )));
+        }
+        let metrics = crate::metrics::collect(container.init.pid() as i32).map_err(|error| {
+            RpcStatus::internal(format!("failed to read cgroup statistics: {error}"))
+        })?;
+        Ok(Response::new(StatsResponse {
+            stats: Some(metrics.to_any()),
+        }))
+    }
+
+    async fn connect(&self, request: Request<ConnectRequest>) -> RpcResult<ConnectResponse> {
+        let task_pid = self
+            .0
+            .container(&request.get_ref().id)
+            .map(|container| container.init.pid())
+            .unwrap_or(0);
+        Ok(Response::new(ConnectResponse {
+            shim_pid: std::process::id(),
+            task_pid,
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+        }))
+    }
+
+    async fn shutdown(&self, request: Request<ShutdownRequest>) -> RpcResult<()> {
+        if request.get_ref().now {
+            tracing::info!("shutting down now as requested");
+            self.0.shutdown.cancel();
+            return Ok(Response::new(()));
+        }
+        let remaining = self
+            .0
+            .containers
+            .lock()
+            .expect("container table lock poisoned")
+            .len();
+        if remaining == 0 {
+            tracing::info!("no container left, shutting down");
+            self.0.shutdown.cancel();
+        }
+        Ok(Response::new(()))
+    }
+}
