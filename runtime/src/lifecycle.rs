@@ -51,8 +51,9 @@ pub fn set_paused(container: &Container, paused: bool) -> Result<()> {
 }
 
 /// Sends `signal` to the init, or with `all` to every process of the
-/// container's cgroup.
-pub fn signal(container: &Container, signal: Signal, all: bool) -> Result<()> {
+/// container's cgroup. `None` is signal 0, which sends nothing and only
+/// checks that the init exists.
+pub fn signal(container: &Container, signal: Option<Signal>, all: bool) -> Result<()> {
     let _lock = Lock::acquire(&container.root, container.id())?;
     let status = container.status();
     if all && status == Status::Stopped {
@@ -65,21 +66,22 @@ pub fn signal(container: &Container, signal: Signal, all: bool) -> Result<()> {
         return signal_cgroup(container, signal);
     }
     kill(Pid::from_raw(container.state.init_pid), signal).map_err(|e| {
+        let name = signal.map_or("signal 0", |signal| signal.as_str());
         Error::sys(
-            format!("send {signal} to pid {}", container.state.init_pid),
+            format!("send {name} to pid {}", container.state.init_pid),
             e,
         )
     })
 }
 
-fn signal_cgroup(container: &Container, signal: Signal) -> Result<()> {
+fn signal_cgroup(container: &Container, signal: Option<Signal>) -> Result<()> {
     let cgroup = &container.state.cgroup;
     let frozen = cgroup.is_frozen().unwrap_or(false);
     for pid in cgroup.pids()? {
         // A process that exits meanwhile is no error.
         let _ = kill(Pid::from_raw(pid), signal);
     }
-    if frozen && signal == Signal::SIGKILL {
+    if frozen && signal == Some(Signal::SIGKILL) {
         // A frozen process only dies once thawed.
         cgroup.set_frozen(false)?;
     }
@@ -101,7 +103,7 @@ pub fn delete(container: &Container, force: bool) -> Result<()> {
         if container.init_alive() {
             let _ = kill(Pid::from_raw(container.state.init_pid), Signal::SIGKILL);
         }
-        signal_cgroup(container, Signal::SIGKILL)?;
+        signal_cgroup(container, Some(Signal::SIGKILL))?;
         wait_until_dead(container)?;
     }
     destroy(container)

@@ -23,6 +23,16 @@ pub fn parse(raw: &str) -> Result<Signal> {
         .map_err(|_| unknown())
 }
 
+/// Parses a `kill` argument like [`parse`], and also accepts `0`, for which
+/// it returns `None`: kill(2) then sends nothing and only checks that the
+/// process exists and may be signalled.
+pub fn parse_for_kill(raw: &str) -> Result<Option<Signal>> {
+    if raw == "0" {
+        return Ok(None);
+    }
+    parse(raw).map(Some)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -35,6 +45,16 @@ mod tests {
         assert_eq!(parse("TERM").unwrap(), Signal::SIGTERM);
         assert_eq!(parse("IOT").unwrap(), Signal::SIGABRT);
         assert_eq!(parse("WINCH").unwrap(), Signal::SIGWINCH);
+    }
+
+    #[test]
+    fn kill_accepts_signal_zero() {
+        assert_eq!(parse_for_kill("0").unwrap(), None);
+        assert_eq!(parse_for_kill("KILL").unwrap(), Some(Signal::SIGKILL));
+        assert_eq!(parse_for_kill("15").unwrap(), Some(Signal::SIGTERM));
+        for raw in ["", "FOO", "SIG0", "00", "-0", "65"] {
+            assert!(parse_for_kill(raw).is_err(), "{raw}");
+        }
     }
 
     #[test]

@@ -12,13 +12,14 @@ pub struct Args {
     pub all: bool,
     /// Container id
     pub id: String,
-    /// Signal name (KILL, SIGKILL) or number
+    /// Signal name (KILL, SIGKILL) or number; 0 only checks that the
+    /// processes exist
     #[arg(default_value = "SIGTERM")]
     pub signal: String,
 }
 
 pub fn run(global: &Global, args: &Args) -> Result<i32> {
-    let signal = crate::signal::parse(&args.signal)?;
+    let signal = crate::signal::parse_for_kill(&args.signal)?;
     let container = Container::load(&global.root, &args.id)?;
     crate::lifecycle::signal(&container, signal, args.all)?;
     Ok(0)
