@@ -256,6 +256,27 @@ fn kill_signal_zero_checks_existence() {
 }
 
 #[test]
+fn ps_of_stopped_container() {
+    require_root!();
+    let runtime = Runtime::hull();
+    let bundle = Bundle::busybox(&["sleep", "1000"]);
+    let id = unique_id("psstopped");
+    runtime.run_detached(&id, &bundle).expect_success();
+    runtime.kill(&id, "KILL").expect_success();
+    assert!(runtime.wait_for_status(&id, "stopped", WAIT));
+
+    let table = runtime.exec(&["ps", &id]);
+    table.expect_success();
+    let lines: Vec<&str> = table.stdout.lines().collect();
+    assert_eq!(lines.len(), 1, "{table}");
+    assert!(lines[0].contains("PID"), "{table}");
+    let json = runtime.exec(&["ps", "--format", "json", &id]);
+    json.expect_success();
+    assert_eq!(json.stdout.trim(), "[]");
+    runtime.delete(&id).expect_success();
+}
+
+#[test]
 fn delete_force_running() {
     require_root!();
     let runtime = Runtime::hull();
