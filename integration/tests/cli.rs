@@ -42,21 +42,34 @@ fn version_names_spec() {
     assert!(line.starts_with("spec: 1."), "{hull}");
 }
 
+/// Returns whether `/sys/fs/cgroup` is a cgroup2 file system (a cgroup v2
+/// host, not a hybrid one).
+fn cgroup2_at_root() -> bool {
+    let stat = nix::sys::statfs::statfs("/sys/fs/cgroup").unwrap();
+    stat.filesystem_type() == nix::sys::statfs::CGROUP2_SUPER_MAGIC
+}
+
 #[test]
 fn spec_matches_runc() {
     require_root!();
     for args in [&[][..], &["--rootless"]] {
         let mut hull = spec_in_tempdir(&Runtime::hull(), args);
         let mut runc = spec_in_tempdir(&Runtime::runc(), args);
-        // Intended differences: the spec version, the hostname, and a
-        // cgroup namespace by default (as runc 1.2 has).
+        // Intended differences: the spec version, the hostname, and on a
+        // cgroup v2 host a cgroup namespace (as runc 1.2 has).
         for spec in [&mut hull, &mut runc] {
             spec["ociVersion"] = Value::Null;
             spec["hostname"] = Value::Null;
-            if let Some(list) = spec["linux"]["namespaces"].as_array_mut() {
-                list.retain(|n| n["type"] != "cgroup");
-            }
         }
+        let namespaces = hull["linux"]["namespaces"].as_array_mut().unwrap();
+        let before = namespaces.len();
+        namespaces.retain(|n| n["type"] != "cgroup");
+        let has_cgroup_namespace = namespaces.len() != before;
+        assert_eq!(
+            has_cgroup_namespace,
+            cgroup2_at_root(),
+            "spec {args:?}: cgroup namespace"
+        );
         assert_eq!(hull, runc, "spec {args:?} differs");
     }
 }

@@ -255,3 +255,24 @@ fn hook_env_and_args() {
     assert_eq!(fs::read_to_string(&out).unwrap(), "arg0 arg1 value\n");
     runtime.delete_force(&id).expect_success();
 }
+
+#[test]
+fn create_container_hook_runs_in_rootfs() {
+    require_root!();
+    let runtime = Runtime::hull();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("cwd");
+    let mut bundle = Bundle::busybox(&["true"]);
+    // A relative path in the hook names a file of the container, as the
+    // hooks of runc's own integration suite expect.
+    let script = format!(
+        "pwd > {out}; test -x ./bin/busybox && echo busybox >> {out}",
+        out = out.display()
+    );
+    let id = unique_id("hookcwd");
+    create_with_hook(&runtime, &id, &mut bundle, "createContainer", &script, None).expect_success();
+    let text = fs::read_to_string(&out).unwrap();
+    let rootfs = bundle.rootfs().canonicalize().unwrap();
+    assert_eq!(text, format!("{}\nbusybox\n", rootfs.display()));
+    runtime.delete_force(&id).expect_success();
+}

@@ -235,6 +235,48 @@ fn kill_all_stops_every_process() {
 }
 
 #[test]
+fn kill_signal_zero_checks_existence() {
+    require_root!();
+    let runtime = Runtime::hull();
+    let bundle = Bundle::busybox(&["sleep", "1000"]);
+    let id = unique_id("kill0");
+    runtime.run_detached(&id, &bundle).expect_success();
+    runtime.kill(&id, "0").expect_success();
+    assert_eq!(runtime.status(&id), "running");
+
+    runtime.kill(&id, "KILL").expect_success();
+    assert!(runtime.wait_for_status(&id, "stopped", WAIT));
+    // As with runc 1.1, only `--all` accepts a stopped container.
+    let output = runtime.kill(&id, "0");
+    output.expect_code(1);
+    assert!(output.stderr.contains("container not running"), "{output}");
+    runtime.exec(&["kill", "--all", &id, "0"]).expect_success();
+    runtime.delete(&id).expect_success();
+    assert_no_leftovers(&runtime, &id, &bundle);
+}
+
+#[test]
+fn ps_of_stopped_container() {
+    require_root!();
+    let runtime = Runtime::hull();
+    let bundle = Bundle::busybox(&["sleep", "1000"]);
+    let id = unique_id("psstopped");
+    runtime.run_detached(&id, &bundle).expect_success();
+    runtime.kill(&id, "KILL").expect_success();
+    assert!(runtime.wait_for_status(&id, "stopped", WAIT));
+
+    let table = runtime.exec(&["ps", &id]);
+    table.expect_success();
+    let lines: Vec<&str> = table.stdout.lines().collect();
+    assert_eq!(lines.len(), 1, "{table}");
+    assert!(lines[0].contains("PID"), "{table}");
+    let json = runtime.exec(&["ps", "--format", "json", &id]);
+    json.expect_success();
+    assert_eq!(json.stdout.trim(), "[]");
+    runtime.delete(&id).expect_success();
+}
+
+#[test]
 fn delete_force_running() {
     require_root!();
     let runtime = Runtime::hull();
@@ -423,7 +465,7 @@ fn no_pivot_and_session_keyring() {
 }
 
 #[test]
-fn kill_signal_zero_checks_existence() {
+fn kill_realtime_and_unknown_signals() {
     require_root!();
     let runtime = Runtime::hull();
     let id = unique_id("sig0");

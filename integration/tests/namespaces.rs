@@ -48,6 +48,20 @@ fn namespaces_shared_with_host() {
 }
 
 #[test]
+fn empty_namespace_path_is_new_namespace() {
+    require_root!();
+    let mut bundle = Bundle::busybox_sh(&namespace_report_script());
+    for namespace in bundle.config["linux"]["namespaces"].as_array_mut().unwrap() {
+        namespace["path"] = serde_json::json!("");
+    }
+    let output = run_and_compare("empty namespace paths", &bundle);
+    assert_eq!(
+        output.stdout,
+        "pid new\nmnt new\nuts new\nipc new\nnet new\ncgroup new\n"
+    );
+}
+
+#[test]
 fn namespace_join_by_path() {
     require_root!();
     let name = unique_id("hull-netns");

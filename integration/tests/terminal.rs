@@ -96,3 +96,26 @@ fn exec_tty_in_foreground_through_a_pty() {
     assert_eq!(runtime.status(&id), "running");
     runtime.delete_force(&id).expect_success();
 }
+
+#[test]
+fn console_output_keeps_bare_newlines() {
+    require_root!();
+    let runtime = Runtime::hull();
+    let console = ConsoleSocket::new();
+    let mut bundle = Bundle::busybox(&["sh", "-c", "printf 'one\\ntwo\\nend\\n'; sleep 600"]);
+    bundle.config["process"]["terminal"] = serde_json::json!(true);
+    let id = unique_id("onlcr");
+    let socket = console.path().to_str().unwrap().to_owned();
+    let (output, master) = std::thread::scope(|scope| {
+        let create =
+            scope.spawn(|| runtime.create_with(&id, &bundle, &["--console-socket", &socket]));
+        let master = console.receive_master();
+        (create.join().unwrap(), master)
+    });
+    output.expect_success();
+    runtime.start(&id).expect_success();
+    // With ONLCR left on, the pty would turn each "\n" into "\r\n".
+    let text = read_until(&master, "end\n", WAIT);
+    assert_eq!(text, "one\ntwo\nend\n");
+    runtime.delete_force(&id).expect_success();
+}

@@ -10,6 +10,7 @@ use std::path::Path;
 use nix::fcntl::OFlag;
 use nix::pty::{grantpt, posix_openpt, ptsname_r, unlockpt};
 use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
+use nix::sys::termios::{tcgetattr, tcsetattr, OutputFlags, SetArg};
 
 use crate::error::Context;
 use crate::{Error, Result};
@@ -57,6 +58,7 @@ pub fn setup(socket: OwnedFd, size: Option<(u16, u16)>, bind_console: bool) -> R
         nix::sys::stat::Mode::empty(),
     )
     .context(|| format!("open {slave_path}"))?;
+    clear_onlcr(&slave).context(|| format!("clear ONLCR on {slave_path}"))?;
     if bind_console {
         mount_console(&slave_path);
     }
@@ -92,6 +94,15 @@ pub fn setup(socket: OwnedFd, size: Option<(u16, u16)>, bind_console: bool) -> R
         }
     }
     Ok(())
+}
+
+/// Turns off the translation of "\n" into "\r\n" on output, so that what
+/// the container writes reaches the caller byte for byte, as it would
+/// through a pipe (runc 1.1 does the same).
+fn clear_onlcr(slave: &OwnedFd) -> nix::Result<()> {
+    let mut termios = tcgetattr(slave)?;
+    termios.output_flags.remove(OutputFlags::ONLCR);
+    tcsetattr(slave, SetArg::TCSANOW, &termios)
 }
 
 /// Bind-mounts the pty slave on `/dev/console`, as runc does, so programs

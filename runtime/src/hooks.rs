@@ -4,6 +4,7 @@
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::fd::AsFd;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -89,8 +90,16 @@ pub struct HookState<'a> {
 /// and goes on.
 pub fn run(kind: Kind, spec: &Spec, state: &HookState) -> Result<()> {
     let input = serde_json::to_vec(state).expect("hook state always encodes");
+    // `createContainer` hooks run in the container's mount namespace before
+    // the switch to its root, from the rootfs directory, as in runc 1.1,
+    // so that relative paths in them name files of the container. The
+    // other kinds run from the runtime's working directory.
+    let cwd = match (kind, spec.root()) {
+        (Kind::CreateContainer, Some(root)) => Some(state.bundle.join(root.path())),
+        _ => None,
+    };
     for hook in kind.of(spec) {
-        if let Err(error) = run_one(hook, &input) {
+        if let Err(error) = run_one(hook, &input, cwd.as_deref()) {
             let error = Error::Message(format!("{} hook: {error}", kind.name()));
             if kind.failure_is_warning() {
                 tracing::warn!("{error}");
@@ -103,9 +112,12 @@ pub fn run(kind: Kind, spec: &Spec, state: &HookState) -> Result<()> {
 }
 
 /// Runs one hook and waits for it, killing it when its timeout passes.
-fn run_one(hook: &Hook, input: &[u8]) -> std::result::Result<(), String> {
+fn run_one(hook: &Hook, input: &[u8], cwd: Option<&Path>) -> std::result::Result<(), String> {
     let path = hook.path();
     let mut command = Command::new(path);
+    if let Some(cwd) = cwd {
+        command.current_dir(cwd);
+    }
     if let Some(args) = hook.args() {
         if let Some((argv0, rest)) = args.split_first() {
             command.arg0(argv0).args(rest);

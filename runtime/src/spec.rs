@@ -87,9 +87,27 @@ pub fn load(bundle: &Path) -> Result<Config> {
 /// because the typed parser reports an unknown one with its full list of
 /// variants rather than naming the field.
 pub fn parse(text: &str) -> std::result::Result<Spec, String> {
-    let value: Value = serde_json::from_str(text).map_err(|e| e.to_string())?;
+    let mut value: Value = serde_json::from_str(text).map_err(|e| e.to_string())?;
     check_capability_names(&value)?;
+    drop_empty_namespace_paths(&mut value);
     serde_json::from_value(value).map_err(|e| e.to_string())
+}
+
+/// Removes `"path": ""` from `linux.namespaces` entries. runc treats an
+/// empty path as no path (a new namespace), and configs written for it,
+/// such as ones made with jq, use it that way.
+fn drop_empty_namespace_paths(value: &mut Value) {
+    let Some(list) = value
+        .pointer_mut("/linux/namespaces")
+        .and_then(Value::as_array_mut)
+    else {
+        return;
+    };
+    for namespace in list.iter_mut().filter_map(Value::as_object_mut) {
+        if namespace.get("path").and_then(Value::as_str) == Some("") {
+            namespace.remove("path");
+        }
+    }
 }
 
 fn check_capability_names(value: &Value) -> std::result::Result<(), String> {
@@ -267,6 +285,19 @@ mod tests {
         let user: oci_spec::runtime::User =
             serde_json::from_value(serde_json::json!({"uid": 2147483647, "gid": 0})).unwrap();
         assert!(check_user(&user).is_ok());
+    }
+
+    #[test]
+    fn empty_namespace_path_means_new_namespace() {
+        let text = r#"{"ociVersion":"1.0.2","linux":{"namespaces":[
+            {"type":"mount","path":""},{"type":"uts","path":"/proc/1/ns/uts"}]}}"#;
+        let spec = parse(text).unwrap();
+        let namespaces = spec.linux().as_ref().unwrap().namespaces().clone().unwrap();
+        assert_eq!(namespaces[0].path(), &None);
+        assert_eq!(
+            namespaces[1].path().as_deref(),
+            Some(std::path::Path::new("/proc/1/ns/uts"))
+        );
     }
 
     #[test]

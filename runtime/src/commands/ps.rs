@@ -4,7 +4,7 @@
 use std::process::Command;
 
 use super::Global;
-use crate::container::{Container, Status};
+use crate::container::Container;
 use crate::{Error, Result};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -27,9 +27,9 @@ pub struct Args {
 
 pub fn run(global: &Global, args: &Args) -> Result<i32> {
     let container = Container::load(&global.root, &args.id)?;
-    if container.status() == Status::Stopped {
-        return Err(Error::NotRunning);
-    }
+    // A stopped container keeps its cgroup until `delete`, so the list is
+    // empty, or holds processes that outlived an init that shared the
+    // host's pid namespace.
     let pids = container.state.cgroup.pids()?;
     if args.format == Format::Json {
         let text = serde_json::to_string(&pids).expect("pids encode");

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use serde_json::{json, Value};
 
 use super::Global;
+use crate::cgroups::CgroupMode;
 use crate::{Error, Result};
 
 #[derive(Debug, clap::Args)]
@@ -64,7 +65,7 @@ pub fn default_spec(rootless: bool) -> Value {
             "resources": {"devices": [{"allow": false, "access": "rwm"}]},
             "namespaces": [
                 {"type": "pid"}, {"type": "network"}, {"type": "ipc"},
-                {"type": "uts"}, {"type": "mount"}, {"type": "cgroup"}
+                {"type": "uts"}, {"type": "mount"}
             ],
             "maskedPaths": [
                 "/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys",
@@ -76,10 +77,22 @@ pub fn default_spec(rootless: bool) -> Value {
             ]
         }
     });
+    // As in runc 1.2, the container gets its own cgroup namespace only on a
+    // cgroup v2 host: on cgroup v1 and hybrid hosts, runc 1.1 and 1.2 write
+    // no cgroup namespace, and tools written for them add one themselves.
+    if crate::cgroups::detect_mode() == CgroupMode::Unified {
+        push_namespace(&mut spec, "cgroup");
+    }
     if rootless {
         make_rootless(&mut spec);
     }
     spec
+}
+
+fn push_namespace(spec: &mut Value, kind: &str) {
+    if let Some(list) = spec["linux"]["namespaces"].as_array_mut() {
+        list.push(json!({ "type": kind }));
+    }
 }
 
 fn make_rootless(spec: &mut Value) {
@@ -88,10 +101,12 @@ fn make_rootless(spec: &mut Value) {
     let linux = &mut spec["linux"];
     linux["uidMappings"] = json!([{"containerID": 0, "hostID": uid, "size": 1}]);
     linux["gidMappings"] = json!([{"containerID": 0, "hostID": gid, "size": 1}]);
-    linux["namespaces"] = json!([
-        {"type": "pid"}, {"type": "ipc"}, {"type": "uts"},
-        {"type": "mount"}, {"type": "cgroup"}, {"type": "user"}
-    ]);
+    // No network namespace: an unprivileged user could not configure one.
+    if let Some(list) = linux["namespaces"].as_array_mut() {
+        list.retain(|n| n["type"] != "network");
+    }
+    push_namespace(spec, "user");
+    let linux = &mut spec["linux"];
     if let Some(object) = linux.as_object_mut() {
         object.remove("resources");
     }
