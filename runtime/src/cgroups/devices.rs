@@ -71,7 +71,8 @@ pub struct V1DeviceRule {
 }
 
 /// Converts an OCI rule to a [`V1DeviceRule`]. Returns `None` for FIFO
-/// rules, which the device cgroup cannot express (runc skips them too).
+/// rules, which the device cgroup cannot express (runc skips them too), and
+/// for rules whose access string has none of the letters r, w and m.
 pub fn rule_parts(rule: &LinuxDeviceCgroup) -> Result<Option<V1DeviceRule>, String> {
     let typ = match rule.typ().unwrap_or_default() {
         LinuxDeviceType::A => DeviceType::All,
@@ -83,8 +84,13 @@ pub fn rule_parts(rule: &LinuxDeviceCgroup) -> Result<Option<V1DeviceRule>, Stri
     let perms = if access.is_empty() {
         DevicePermissions::all()
     } else {
-        DevicePermissions::from_str(access)
-            .map_err(|_| format!("access {access:?} must consist of the letters r, w and m"))?
+        // runc 1.1 keeps the letters r, w and m and ignores any other, so
+        // "rwa" means "rw". A rule left with no letter changes nothing.
+        let known: String = access.chars().filter(|c| "rwm".contains(*c)).collect();
+        if known.is_empty() {
+            return Ok(None);
+        }
+        DevicePermissions::from_str(&known).map_err(|_| format!("invalid access {access:?}"))?
     };
     let major = rule.major().unwrap_or(-1);
     let minor = rule.minor().unwrap_or(-1);
