@@ -156,6 +156,44 @@ pub fn unsupported_page_size(dir: &Path, page_size: &str) -> CgroupError {
     }
 }
 
+/// Writes the real-time period and runtime in the order the kernel
+/// accepts. The runtime must fit in the period at every step, so a
+/// shrinking period goes after the runtime and a growing one before it.
+fn set_rt(
+    dir: &Path,
+    ctl: &CpuController,
+    rt_period: Option<u64>,
+    rt_runtime: Option<i64>,
+) -> Result<(), CgroupError> {
+    let write_period = |period: u64| {
+        ctl.set_rt_period_us(period)
+            .map_err(|e| setter_error(dir, "cpu.rt_period_us", period, e))
+    };
+    let write_runtime = |runtime: i64| {
+        ctl.set_rt_runtime(runtime)
+            .map_err(|e| setter_error(dir, "cpu.rt_runtime_us", runtime, e))
+    };
+    match (rt_period, rt_runtime) {
+        (Some(period), Some(runtime)) => {
+            let text = read_file(dir, "cpu.rt_period_us")?;
+            let current: u64 = text.parse().map_err(|_| CgroupError::Parse {
+                path: dir.join("cpu.rt_period_us"),
+                text,
+            })?;
+            if period < current {
+                write_runtime(runtime)?;
+                write_period(period)
+            } else {
+                write_period(period)?;
+                write_runtime(runtime)
+            }
+        }
+        (Some(period), None) => write_period(period),
+        (None, Some(runtime)) => write_runtime(runtime),
+        (None, None) => Ok(()),
+    }
+}
+
 fn apply_cpu(
     path: &str,
     dirs: &BTreeMap<String, CgroupDir>,
@@ -193,15 +231,7 @@ fn apply_cpu(
             }
         }
         set_cfs(dir, &ctl, quota, period)?;
-        // The real-time period goes first, since the runtime must fit in it.
-        if let Some(rt_period) = rt_period {
-            ctl.set_rt_period_us(rt_period)
-                .map_err(|e| setter_error(dir, "cpu.rt_period_us", rt_period, e))?;
-        }
-        if let Some(rt_runtime) = rt_runtime {
-            ctl.set_rt_runtime(rt_runtime)
-                .map_err(|e| setter_error(dir, "cpu.rt_runtime_us", rt_runtime, e))?;
-        }
+        set_rt(dir, &ctl, rt_period, rt_runtime)?;
         if let Some(idle) = cpu.idle() {
             write_file(dir, "cpu.idle", idle)?;
         }
