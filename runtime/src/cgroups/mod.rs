@@ -184,11 +184,19 @@ impl Manager {
         if self.mode != CgroupMode::Unified
             && resources.unified().as_ref().is_some_and(|u| !u.is_empty())
         {
+            let keys: Vec<&str> = resources
+                .unified()
+                .iter()
+                .flat_map(|u| u.keys())
+                .map(String::as_str)
+                .collect();
             return Err(CgroupError::Other {
                 path: self.path.clone(),
-                message: "linux.resources.unified needs a cgroup v2 host, \
-                          but this host uses cgroup v1 controllers"
-                    .to_string(),
+                message: format!(
+                    "invalid configuration: linux.resources.unified ({}) needs a cgroup v2 host, \
+                     but this host uses cgroup v1 controllers",
+                    keys.join(", ")
+                ),
             });
         }
         Ok(())
@@ -198,6 +206,7 @@ impl Manager {
         if let Some(r) = resources {
             self.check_unified(r)?;
         }
+        self.check_not_frozen()?;
         v1::create(&self.v1)?;
         if let Some(unified) = &self.unified {
             v2::create(unified, self.mode == CgroupMode::Unified)?;
@@ -213,6 +222,34 @@ impl Manager {
             v1::apply(&self.path, &self.v1, resources)?;
         }
         Ok(())
+    }
+
+    /// Fails when the cgroup exists and is frozen: a process moved into it
+    /// would stop at once, as runc 1.1 also checks.
+    fn check_not_frozen(&self) -> Result<(), CgroupError> {
+        let dir = match self.mode {
+            CgroupMode::Unified => self.unified.as_ref().map(|u| u.dir.as_path()),
+            _ => self.v1.get("freezer").map(|d| d.dir.as_path()),
+        };
+        if dir.is_some_and(Path::exists) && self.is_frozen()? {
+            return Err(CgroupError::Other {
+                path: self.path.clone(),
+                message: "container's cgroup unexpectedly frozen: thaw it or use another \
+                          linux.cgroupsPath"
+                    .to_string(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Returns true when a process is in the cgroup or in a cgroup below it.
+    /// runc 1.1 warns `container's cgroup is not empty` when it starts a
+    /// container in such a cgroup.
+    pub fn is_populated(&self) -> Result<bool, CgroupError> {
+        match self.membership_dir() {
+            Some(dir) if dir.exists() => Ok(!self.pids()?.is_empty()),
+            _ => Ok(false),
+        }
     }
 
     /// Moves process `pid` into the cgroup, in every hierarchy.
