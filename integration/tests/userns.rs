@@ -1,6 +1,7 @@
 //! User and time namespaces, and the process attributes of the spec:
 //! scheduler, I/O priority, personality.
 
+use std::os::unix::fs::PermissionsExt;
 use std::process::Command;
 
 use hull_integration::{fixtures, require_root, run_and_compare, unique_id, Bundle, Runtime};
@@ -98,6 +99,33 @@ fn userns_exec_joins_the_user_namespace() {
     assert!(output.stdout.starts_with("0\n"), "{output}");
     assert!(has_full_map(&output.stdout), "{output}");
     runtime.delete_force(&id).expect_success();
+}
+
+#[test]
+fn userns_binds_root_only_sources() {
+    require_root!();
+    let (mut bundle, dir) =
+        userns_bundle(&["sh", "-c", "cat /mnt/plain/foo.txt /mnt/recursive/foo.txt"]);
+    // Only host root may enter `private`; the mapped root may not.
+    let private = dir.path().join("private");
+    for name in ["plain", "recursive"] {
+        std::fs::create_dir_all(private.join(name)).unwrap();
+        std::fs::write(private.join(name).join("foo.txt"), format!("{name}\n")).unwrap();
+    }
+    std::fs::set_permissions(&private, std::fs::Permissions::from_mode(0o700)).unwrap();
+    bundle.add_mount(json!({
+        "destination": "/mnt/plain", "type": "bind",
+        "source": private.join("plain"), "options": ["bind", "ro"]
+    }));
+    bundle.add_mount(json!({
+        "destination": "/mnt/recursive", "type": "bind",
+        "source": private.join("recursive"), "options": ["rbind"]
+    }));
+
+    let output = Runtime::hull().run(&unique_id("userns-private"), &bundle);
+
+    output.expect_success();
+    assert_eq!(output.stdout, "plain\nrecursive\n", "{output}");
 }
 
 #[test]

@@ -13,6 +13,11 @@
 //! the runtime clones each source with `open_tree(OPEN_TREE_CLONE)` and
 //! id-maps the detached tree before it clones the init. The init inherits
 //! the trees as `O_CLOEXEC` fds and attaches them in [`super::prepare_with`].
+//!
+//! A container that enters a user namespace gets the same treatment for
+//! its plain bind mounts, without the id mapping: inside that namespace the
+//! init is no longer host root and cannot open a source that only host root
+//! may read, such as a directory with mode 0700.
 
 use std::collections::BTreeMap;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
@@ -50,6 +55,9 @@ pub enum ContainerUserNamespace<'a> {
 /// The origin of the user namespace of one id-mapped mount.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MappingSource {
+    /// No id mapping: a plain bind mount that the runtime opens on the host
+    /// because the init runs in a user namespace.
+    Unmapped,
     /// A namespace the runtime creates with these mappings.
     Mappings {
         uid: Vec<LinuxIdMapping>,
@@ -59,7 +67,7 @@ pub enum MappingSource {
     Namespace(PathBuf),
 }
 
-/// One spec mount that must be id-mapped.
+/// One spec bind mount whose source the runtime opens before the clone.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IdMapRequest {
     /// Index of the mount in the spec's `mounts`.
@@ -83,7 +91,9 @@ pub fn is_id_mapped(entry: &Mount) -> bool {
 
 /// Validates the id-mapped mounts of `spec` and lists them, in spec order.
 /// Empty `uidMappings` and `gidMappings` count as absent, as runtime spec
-/// 1.2 allows them for `idmap` and `ridmap`.
+/// 1.2 allows them for `idmap` and `ridmap`. When the container has a user
+/// namespace, new or joined, the list also has every other bind mount, with
+/// [`MappingSource::Unmapped`].
 pub fn plan(
     spec: &Spec,
     user_namespace: ContainerUserNamespace<'_>,
@@ -104,7 +114,7 @@ fn plan_mount(
     user_namespace: ContainerUserNamespace<'_>,
 ) -> Result<Option<IdMapRequest>, RootfsError> {
     if !is_id_mapped(entry) {
-        return Ok(None);
+        return Ok(plan_unmapped(index, entry, user_namespace));
     }
     let dest = entry.destination();
     let invalid = |reason: String| RootfsError::InvalidMount {
@@ -157,6 +167,29 @@ fn plan_mount(
         recursive: options.idmap == Some(IdMapScope::Recursive),
         mapping,
     }))
+}
+
+/// Returns the request for a bind mount without id mapping when the init
+/// enters a user namespace. A bind mount without a source gets none: the
+/// init reports that error with the other mount errors.
+fn plan_unmapped(
+    index: usize,
+    entry: &Mount,
+    user_namespace: ContainerUserNamespace<'_>,
+) -> Option<IdMapRequest> {
+    if matches!(user_namespace, ContainerUserNamespace::None) || !is_bind_entry(entry) {
+        return None;
+    }
+    let source = entry.source().clone()?;
+    let options = parse_mount_options(entry.options().as_deref().unwrap_or_default());
+    Some(IdMapRequest {
+        index,
+        destination: entry.destination().clone(),
+        source,
+        rbind: options.is_recursive(),
+        recursive: false,
+        mapping: MappingSource::Unmapped,
+    })
 }
 
 /// Checks what the kernel would reject on a write to `uid_map` or
@@ -212,22 +245,28 @@ pub fn check_mappings(field: &str, mappings: &[LinuxIdMapping]) -> Result<(), St
     Ok(())
 }
 
-/// Detached, id-mapped clones of the sources of a spec's id-mapped
-/// mounts, by index in the spec's `mounts`. Empty for a spec without any.
+/// Detached clones of the sources of a spec's bind mounts, by index in the
+/// spec's `mounts`: id-mapped for id-mapped mounts, plain for the other bind
+/// mounts of a container with a user namespace. Empty for a spec without
+/// any.
 #[derive(Debug, Default)]
 pub struct IdMappedMounts {
     trees: BTreeMap<usize, OwnedFd>,
 }
 
 impl IdMappedMounts {
-    /// Clones and id-maps the source of every request; runs in the runtime
-    /// on the host, before the init is cloned. On error, every tree and
-    /// user namespace made so far is closed and every helper process
-    /// reaped.
+    /// Clones the source of every request, and id-maps the clone unless
+    /// the request is [`MappingSource::Unmapped`]; runs in the runtime on
+    /// the host, before the init is cloned. On error, every tree and user
+    /// namespace made so far is closed and every helper process reaped.
     pub fn open(requests: &[IdMapRequest]) -> Result<IdMappedMounts, RootfsError> {
         let mut namespaces: Vec<(&MappingSource, OwnedFd)> = Vec::new();
         let mut trees = BTreeMap::new();
         for request in requests {
+            if request.mapping == MappingSource::Unmapped {
+                trees.insert(request.index, clone_source(request)?);
+                continue;
+            }
             let known = namespaces
                 .iter()
                 .position(|(mapping, _)| *mapping == &request.mapping);
@@ -250,7 +289,7 @@ impl IdMappedMounts {
         self.trees.values().map(|tree| tree.as_fd())
     }
 
-    /// Returns the id-mapped tree for the spec mount at `index`.
+    /// Returns the prepared tree for the spec mount at `index`.
     pub fn tree(&self, index: usize) -> Option<BorrowedFd<'_>> {
         self.trees.get(&index).map(|fd| fd.as_fd())
     }
@@ -267,6 +306,7 @@ impl IdMappedMounts {
 fn open_user_namespace(request: &IdMapRequest) -> Result<OwnedFd, RootfsError> {
     let dest = &request.destination;
     match &request.mapping {
+        MappingSource::Unmapped => unreachable!("an unmapped request needs no user namespace"),
         MappingSource::Mappings { uid, gid } => {
             userns::create_user_namespace(uid, gid).map_err(|e| {
                 RootfsError::io(WHAT, dest, "create the user namespace of the id mapping", e)
@@ -281,26 +321,33 @@ fn open_user_namespace(request: &IdMapRequest) -> Result<OwnedFd, RootfsError> {
     }
 }
 
-/// Clones the request's source with `open_tree(OPEN_TREE_CLONE)` and sets
-/// `MOUNT_ATTR_IDMAP` with the user namespace `namespace` on it.
+/// Clones the request's source with `open_tree(OPEN_TREE_CLONE)`, with
+/// the mounts below it for `rbind`.
+fn clone_source(request: &IdMapRequest) -> Result<OwnedFd, RootfsError> {
+    let source = &request.source;
+    let mut flags = OpenTreeFlags::OPEN_TREE_CLONE | OpenTreeFlags::OPEN_TREE_CLOEXEC;
+    if request.rbind {
+        flags |= OpenTreeFlags::AT_RECURSIVE;
+    }
+    open_tree(CWD, source, flags).map_err(|e| {
+        RootfsError::io(
+            WHAT,
+            &request.destination,
+            format!("open_tree of source {}", source.display()),
+            e,
+        )
+    })
+}
+
+/// Clones the request's source and sets `MOUNT_ATTR_IDMAP` with the user
+/// namespace `namespace` on the clone.
 fn clone_id_mapped(
     request: &IdMapRequest,
     namespace: BorrowedFd<'_>,
 ) -> Result<OwnedFd, RootfsError> {
     let dest = &request.destination;
     let source = &request.source;
-    let mut flags = OpenTreeFlags::OPEN_TREE_CLONE | OpenTreeFlags::OPEN_TREE_CLOEXEC;
-    if request.rbind {
-        flags |= OpenTreeFlags::AT_RECURSIVE;
-    }
-    let tree = open_tree(CWD, source, flags).map_err(|e| {
-        RootfsError::io(
-            WHAT,
-            dest,
-            format!("open_tree of source {}", source.display()),
-            e,
-        )
-    })?;
+    let tree = clone_source(request)?;
     let attr = MountAttr {
         attr_set: ATTR_IDMAP,
         userns_fd: namespace.as_raw_fd() as u64,

@@ -324,3 +324,42 @@ fn open_reports_missing_source() {
         "{error}"
     );
 }
+
+#[test]
+fn user_namespace_plans_plain_binds() {
+    let spec = spec_with_mounts(json!([
+        { "destination": "/proc", "type": "proc", "source": "proc" },
+        { "destination": "/data", "type": "bind", "source": "/srv", "options": ["rbind"] },
+        { "destination": "/etc/hosts", "type": "none", "source": "/etc/hosts", "options": ["bind", "ro"] },
+    ]));
+    let namespace = ContainerUserNamespace::Joined(Path::new("/proc/1/ns/user"));
+    let requests = plan(&spec, namespace).unwrap();
+    assert_eq!(requests.len(), 2);
+    assert_eq!(requests[0].index, 1);
+    assert_eq!(requests[0].source, Path::new("/srv"));
+    assert!(requests[0].rbind);
+    assert_eq!(requests[0].mapping, MappingSource::Unmapped);
+    assert_eq!(requests[1].index, 2);
+    assert!(!requests[1].rbind);
+    assert_eq!(requests[1].mapping, MappingSource::Unmapped);
+}
+
+#[test]
+fn open_clones_unmapped_source() {
+    if !is_root() {
+        eprintln!("skipped: needs root");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let request = IdMapRequest {
+        index: 3,
+        destination: "/data".into(),
+        source: dir.path().to_path_buf(),
+        rbind: false,
+        recursive: false,
+        mapping: MappingSource::Unmapped,
+    };
+    let mounts = IdMappedMounts::open(&[request]).unwrap();
+    assert_eq!(mounts.len(), 1);
+    assert!(mounts.tree(3).is_some());
+}

@@ -156,7 +156,7 @@ pub fn prepare(spec: &Spec, rootfs: &Path, options: Options) -> Result<Rootfs, R
 
 /// Prepares the rootfs as [`prepare`] does, attaching the trees of
 /// `id_mapped` (made by [`IdMappedMounts::open`] before the clone of the
-/// init) in place of the id-mapped spec mounts.
+/// init) in place of the bind mounts they were cloned for.
 pub fn prepare_with(
     spec: &Spec,
     rootfs: &Path,

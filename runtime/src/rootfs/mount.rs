@@ -42,7 +42,7 @@ pub struct MountContext<'a> {
     /// The container has a cgroup namespace, so cgroup v1 hierarchies are
     /// mounted instead of bind-mounted.
     pub cgroup_namespace: bool,
-    /// Id-mapped trees the runtime prepared for the spec's mounts.
+    /// Trees the runtime cloned on the host for the spec's bind mounts.
     pub id_mapped: &'a IdMappedMounts,
 }
 
@@ -104,7 +104,7 @@ pub fn mount_entry(
         if let Some(tree) = context.id_mapped.tree(index) {
             let tree = tree
                 .try_clone_to_owned()
-                .map_err(|e| RootfsError::io(WHAT, dest, "dup of the id-mapped tree", e))?;
+                .map_err(|e| RootfsError::io(WHAT, dest, "dup of the prepared tree", e))?;
             return attach_tree(context.root, dest, source, tree, &options);
         }
         if is_id_mapped(entry) {
