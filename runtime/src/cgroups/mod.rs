@@ -13,6 +13,7 @@ mod oom;
 pub mod stats;
 mod stats_v1;
 mod stats_v2;
+mod sub;
 pub mod systemd;
 mod v1;
 mod v2;
@@ -36,6 +37,7 @@ pub use devices::default_device_rules;
 pub use layout::{detect_mode, CgroupMode};
 pub use oom::{OomNews, OomWatcher};
 pub use stats::Stats;
+pub use sub::parse_sub_cgroups;
 pub use v2::{blkio_weight_to_io_weight, cpu_shares_to_weight, swap_to_v2};
 
 /// Errors of cgroup management.
@@ -92,6 +94,8 @@ pub enum CgroupError {
     },
     #[error("timed out waiting for cgroup {path} to become {state}")]
     FreezeTimeout { path: PathBuf, state: &'static str },
+    #[error("invalid sub-cgroup {value:?}: {reason}")]
+    SubCgroup { value: String, reason: String },
     #[error("cgroup {path}: {message}")]
     Other { path: String, message: String },
 }
