@@ -254,3 +254,97 @@ fn pause_resume_and_force_delete_paused() {
     assert!(!runtime.state_dir(&id).exists());
     assert!(hull_integration::host::cgroup_dirs(&id).is_empty());
 }
+
+#[test]
+fn exec_process_file_without_user() {
+    require_root!();
+    let hull = Runtime::hull();
+    let (id, bundle) = sleeping(&hull);
+    let file = bundle.path().join("process-no-user.json");
+    let process = json!({ "args": ["id"], "cwd": "/", "env": ["PATH=/bin:/usr/bin"] });
+    fs::write(&file, process.to_string()).unwrap();
+
+    let output = hull.exec(&["exec", "--process", file.to_str().unwrap(), &id]);
+
+    output.expect_success();
+    assert!(
+        output.stdout.starts_with("uid=0(root) gid=0(root)"),
+        "{output}"
+    );
+    hull.delete_force(&id).expect_success();
+}
+
+/// Returns the line of `/proc/self/cgroup` output for the v1 `controller`.
+fn cgroup_line<'a>(output: &'a str, controller: &str) -> &'a str {
+    output
+        .lines()
+        .find(|line| {
+            line.split(':')
+                .nth(1)
+                .is_some_and(|list| list.split(',').any(|c| c == controller))
+        })
+        .unwrap_or_else(|| panic!("no {controller} line in:\n{output}"))
+}
+
+#[test]
+fn exec_cgroup_places_in_sub_cgroup() {
+    require_root!();
+    if !std::path::Path::new("/sys/fs/cgroup/memory").is_dir() {
+        eprintln!("skipped: no v1 memory hierarchy");
+        return;
+    }
+    let hull = Runtime::hull();
+    let id = unique_id("exec-cgroup");
+    let mut bundle = Bundle::busybox(&["sleep", "600"]);
+    // Without a cgroup namespace /proc/self/cgroup shows the host paths.
+    bundle.remove_namespace("cgroup");
+    hull.run_detached(&id, &bundle).expect_success();
+    let memory = hull_integration::host::cgroup_dirs(&id)
+        .into_iter()
+        .find(|dir| dir.starts_with("/sys/fs/cgroup/memory"))
+        .expect("no memory cgroup for the container");
+    fs::create_dir(memory.join("submem")).unwrap();
+    let exec = |cgroups: &[&str]| {
+        let mut args = vec!["exec"];
+        for cgroup in cgroups {
+            args.extend(["--cgroup", cgroup]);
+        }
+        args.extend([id.as_str(), "cat", "/proc/self/cgroup"]);
+        hull.exec(&args)
+    };
+
+    let above = exec(&[".."]);
+    assert!(!above.success(), "{above}");
+    assert!(
+        above.stderr.contains(" .. is not a sub cgroup path"),
+        "{above}"
+    );
+
+    let missing = exec(&["cpu:nonexistent"]);
+    assert!(!missing.success(), "{missing}");
+    assert!(
+        missing
+            .stderr
+            .contains("/nonexistent/cgroup.procs: no such file"),
+        "{missing}"
+    );
+
+    let unknown = exec(&["whaaat:/"]);
+    assert!(!unknown.success(), "{unknown}");
+    assert!(unknown.stderr.contains("unknown controller"), "{unknown}");
+
+    let top = exec(&["/"]);
+    top.expect_success();
+    assert!(cgroup_line(&top.stdout, "memory").ends_with(&id), "{top}");
+
+    let sub = exec(&["memory:submem"]);
+    sub.expect_success();
+    let suffix = format!("{id}/submem");
+    assert!(
+        cgroup_line(&sub.stdout, "memory").ends_with(&suffix),
+        "{sub}"
+    );
+    assert!(cgroup_line(&sub.stdout, "cpu").ends_with(&id), "{sub}");
+
+    hull.delete_force(&id).expect_success();
+}

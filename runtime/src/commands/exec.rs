@@ -63,6 +63,10 @@ pub struct Args {
     /// Allow exec into a paused container
     #[arg(long)]
     pub ignore_paused: bool,
+    /// Run the process in a sub-cgroup of the container's cgroup: PATH for
+    /// every controller or CONTROLLER[,CONTROLLER...]:PATH (repeatable)
+    #[arg(long = "cgroup", value_name = "PATH")]
+    pub cgroups: Vec<String>,
     /// Container id
     pub id: String,
     /// Command and arguments (without --process)
@@ -81,7 +85,13 @@ pub fn run(global: &Global, args: &Args) -> Result<i32> {
 }
 
 fn exec(global: &Global, args: &Args) -> Result<i32> {
-    let container = Container::load(&global.root, &args.id)?;
+    let mut container = Container::load(&global.root, &args.id)?;
+    if !args.cgroups.is_empty() {
+        // enter::exec adds the process to `state.cgroup`, so a manager of
+        // the sub-cgroups places it there.
+        let paths = crate::cgroups::parse_sub_cgroups(&args.cgroups)?;
+        container.state.cgroup = container.state.cgroup.sub_cgroup(&paths)?;
+    }
     let process = build_process(&container, args)?;
     let terminal = process.terminal().unwrap_or(false);
     let proxy = terminal && args.console_socket.is_none() && !args.detach;
@@ -120,7 +130,7 @@ fn build_process(container: &Container, args: &Args) -> Result<Process> {
     if let Some(path) = &args.process {
         let text = std::fs::read_to_string(path)
             .map_err(|e| Error::io(format!("read process file {}", path.display()), e))?;
-        return serde_json::from_str(&text)
+        return parse_process_file(&text)
             .map_err(|e| Error::Spec(format!("invalid process file {}: {e}", path.display())));
     }
     if args.command.is_empty() {
@@ -159,6 +169,18 @@ fn build_process(container: &Container, args: &Args) -> Result<Process> {
         add_capabilities(&mut process, &args.cap)?;
     }
     Ok(process)
+}
+
+/// Parses a `--process` file. A file without `user` runs as uid 0 and
+/// gid 0, as runc 1.1 does, though the OCI type requires the field.
+fn parse_process_file(text: &str) -> serde_json::Result<Process> {
+    let mut value: serde_json::Value = serde_json::from_str(text)?;
+    if let Some(object) = value.as_object_mut() {
+        object
+            .entry("user")
+            .or_insert_with(|| serde_json::json!({ "uid": 0, "gid": 0 }));
+    }
+    serde_json::from_value(value)
 }
 
 /// Parses `UID[:GID]`; the group defaults to 0 as in runc.
@@ -232,6 +254,18 @@ mod tests {
         for set in [sets.bounding(), sets.effective(), sets.permitted()] {
             assert!(set.as_ref().unwrap().contains(&Capability::NetAdmin));
         }
+    }
+
+    #[test]
+    fn process_file_without_user_runs_as_root() {
+        let process = parse_process_file(r#"{"args": ["true"], "cwd": "/"}"#).unwrap();
+        assert_eq!(process.user().uid(), 0);
+        assert_eq!(process.user().gid(), 0);
+
+        let given = r#"{"args": ["true"], "cwd": "/", "user": {"uid": 7, "gid": 8}}"#;
+        let process = parse_process_file(given).unwrap();
+        assert_eq!(process.user().uid(), 7);
+        assert_eq!(process.user().gid(), 8);
     }
 
     #[test]
