@@ -477,3 +477,38 @@ fn kill_realtime_and_unknown_signals() {
     runtime.kill(&id, "99").expect_code(1);
     runtime.delete_force(&id).expect_success();
 }
+
+#[test]
+fn frozen_and_shared_cgroups() {
+    require_root!();
+    let runtime = Runtime::hull();
+    let path = format!("/{}", unique_id("hull-shared-cg"));
+    let mut bundle = Bundle::busybox(&["sleep", "600"]);
+    bundle.config["linux"]["cgroupsPath"] = serde_json::json!(path);
+    let first = unique_id("cg1");
+    runtime.run_detached(&first, &bundle).expect_success();
+    // A second container in the same cgroup is allowed, with runc's warning.
+    let second = unique_id("cg2");
+    let output = runtime.run_detached(&second, &bundle);
+    output.expect_success();
+    assert!(
+        output.stderr.contains("container's cgroup is not empty"),
+        "{output}"
+    );
+    runtime.delete_force(&second).expect_success();
+
+    // A frozen cgroup is refused, and it stays as it was.
+    runtime.exec(&["pause", &first]).expect_success();
+    let third = unique_id("cg3");
+    let output = runtime.run_detached(&third, &bundle);
+    output.expect_code(1);
+    assert!(
+        output
+            .stderr
+            .contains("container's cgroup unexpectedly frozen"),
+        "{output}"
+    );
+    assert!(!runtime.state_dir(&third).exists());
+    assert!(std::path::Path::new(&format!("/sys/fs/cgroup/freezer{path}")).is_dir());
+    runtime.delete_force(&first).expect_success();
+}

@@ -297,3 +297,19 @@ fn exec_cwd_through_fd_never_reaches_the_host() {
     }
     runtime.delete_force(&id).expect_success();
 }
+
+#[test]
+fn start_container_hook_runs_under_seccomp() {
+    require_root!();
+    let runtime = hull_integration::Runtime::hull();
+    let mut bundle = Bundle::busybox(&["true"]);
+    bundle.config["linux"]["seccomp"] =
+        seccomp_blocking(&["mkdir", "mkdirat"], "SCMP_ACT_KILL", None);
+    bundle.config["hooks"] = json!({
+        "startContainer": [{ "path": "/bin/sh", "args": ["sh", "-c", "mkdir /dev/shm/foo"] }]
+    });
+    let output = runtime.run(&hull_integration::unique_id("hookseccomp"), &bundle);
+    assert_ne!(output.code(), 0, "{output}");
+    assert!(output.stderr.contains("error running"), "{output}");
+    assert!(output.stderr.contains("bad system call"), "{output}");
+}

@@ -119,3 +119,20 @@ fn console_output_keeps_bare_newlines() {
     assert_eq!(text, "one\ntwo\nend\n");
     runtime.delete_force(&id).expect_success();
 }
+
+#[test]
+fn tty_owned_by_the_process_user() {
+    require_root!();
+    let runtime = Runtime::hull();
+    let mut bundle = Bundle::busybox(&["sh", "-c", "stat -c %u:%g $(tty)"]);
+    bundle.config["process"]["terminal"] = serde_json::json!(true);
+    bundle.config["process"]["user"] = serde_json::json!({ "uid": 1000, "gid": 100 });
+    bundle.write();
+    let id = unique_id("ttyowner");
+    let command = runtime.command(&["run", "--bundle", bundle.path().to_str().unwrap(), &id]);
+    let mut session = PtySession::spawn(command);
+    let text = read_until(&session.master, ":5", WAIT);
+    // The devpts group (5, tty) stays; the owner is the process's uid.
+    assert!(text.contains("1000:5"), "{text}");
+    assert_eq!(session.wait(WAIT), Some(0));
+}

@@ -98,9 +98,13 @@ pub fn run(kind: Kind, spec: &Spec, state: &HookState) -> Result<()> {
         (Kind::CreateContainer, Some(root)) => Some(state.bundle.join(root.path())),
         _ => None,
     };
-    for hook in kind.of(spec) {
+    for (index, hook) in kind.of(spec).iter().enumerate() {
         if let Err(error) = run_one(hook, &input, cwd.as_deref()) {
-            let error = Error::Message(format!("{} hook: {error}", kind.name()));
+            // "error running hook" is runc's wording, which callers match.
+            let error = Error::Message(format!(
+                "error running {} hook #{index}: {error}",
+                kind.name()
+            ));
             if kind.failure_is_warning() {
                 tracing::warn!("{error}");
                 continue;
@@ -178,7 +182,7 @@ fn run_one(hook: &Hook, input: &[u8], cwd: Option<&Path>) -> std::result::Result
     }
     let how = match (status.code(), status.signal()) {
         (Some(code), _) => format!("exit status {code}"),
-        (None, Some(signal)) => format!("killed by signal {signal}"),
+        (None, Some(signal)) => format!("killed by signal {signal} ({})", signal_text(signal)),
         _ => "failed".into(),
     };
     let text = text.trim();
@@ -187,6 +191,14 @@ fn run_one(hook: &Hook, input: &[u8], cwd: Option<&Path>) -> std::result::Result
     } else {
         Err(format!("{}: {how}: {text}", path.display()))
     }
+}
+
+/// The description of a signal in lower case, such as "bad system call".
+fn signal_text(signal: i32) -> String {
+    // SAFETY: strsignal returns a pointer to a static or thread-local
+    // string, read at once; the runtime is single-threaded.
+    let text = unsafe { std::ffi::CStr::from_ptr(libc::strsignal(signal)) };
+    text.to_string_lossy().to_lowercase()
 }
 
 /// Waits for `child`; `Ok(None)` when `timeout` passed first.
@@ -270,7 +282,7 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(
-            message.starts_with("prestart hook: /bin/sh: exit status 7"),
+            message.starts_with("error running prestart hook #0: /bin/sh: exit status 7"),
             "{message}"
         );
         assert!(message.contains("broken"), "{message}");

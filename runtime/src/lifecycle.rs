@@ -100,23 +100,46 @@ pub fn delete(container: &Container, force: bool) -> Result<()> {
         Operation::Delete
     };
     status.check(operation, container.id())?;
-    if status != Status::Stopped || !container.state.own_pid_namespace {
+    let own_pid_namespace = container.state.own_pid_namespace;
+    if status != Status::Stopped || !own_pid_namespace {
         if container.init_alive() {
             let _ = kill(Pid::from_raw(container.state.init_pid), Signal::SIGKILL);
         }
-        signal_cgroup(container, SignalNumber::KILL)?;
+        if own_pid_namespace {
+            // The init's death ends its pid namespace; other processes in
+            // a shared cgroup are not the container's. A frozen init only
+            // dies once thawed.
+            if container.state.cgroup.is_frozen().unwrap_or(false) {
+                container.state.cgroup.set_frozen(false)?;
+            }
+        } else {
+            signal_cgroup(container, SignalNumber::KILL)?;
+        }
         wait_until_dead(container)?;
     }
     destroy(container)
 }
 
-/// Waits until the init and every process of the cgroup are gone.
+/// Waits until the container's processes are gone. With a pid namespace of
+/// its own, that is when the init is a zombie or gone: the kernel ends the
+/// init of a pid namespace last, after every other process in it. Without
+/// one, it is when the cgroup is empty.
 fn wait_until_dead(container: &Container) -> Result<()> {
     let deadline = Instant::now() + KILL_WAIT;
     let mut pause = Duration::from_micros(200);
     loop {
-        let pids = container.state.cgroup.pids().unwrap_or_default();
-        if !container.init_alive() && pids.is_empty() {
+        let (done, pids) = if container.state.own_pid_namespace {
+            let init = crate::utils::proc_stat(container.state.init_pid);
+            let dead = init.is_none_or(|stat| {
+                stat.start_time != container.state.init_start_time
+                    || matches!(stat.state, 'Z' | 'X')
+            });
+            (dead, vec![container.state.init_pid])
+        } else {
+            let pids = container.state.cgroup.pids().unwrap_or_default();
+            (!container.init_alive() && pids.is_empty(), pids)
+        };
+        if done {
             return Ok(());
         }
         if Instant::now() > deadline {
@@ -133,7 +156,17 @@ fn wait_until_dead(container: &Container) -> Result<()> {
 
 /// Removes what is left of a stopped container and runs `poststop` hooks.
 pub fn destroy(container: &Container) -> Result<()> {
-    container.state.cgroup.destroy()?;
+    let cgroup = &container.state.cgroup;
+    match cgroup.pids() {
+        // Another container shares the cgroup; it stays for that one.
+        Ok(pids) if !pids.is_empty() => tracing::warn!(
+            "cgroup {} of container {} still has {} process(es): left in place",
+            cgroup.path,
+            container.id(),
+            pids.len()
+        ),
+        _ => cgroup.destroy()?,
+    }
     let state = hook_state(container, "stopped", None);
     hooks::run(hooks::Kind::Poststop, &container.state.config, &state)?;
     let dir = container.dir();

@@ -105,6 +105,9 @@ pub fn set_user(process: &Process) -> Result<()> {
     let user = process.user();
     let uid = Uid::from_raw(user.uid());
     let gid = Gid::from_raw(user.gid());
+    if process.terminal().unwrap_or(false) {
+        give_terminal_to(uid)?;
+    }
     let groups: Vec<Gid> = user
         .additional_gids()
         .as_deref()
@@ -119,6 +122,23 @@ pub fn set_user(process: &Process) -> Result<()> {
     nix::sys::prctl::set_keepcaps(false).context(|| "clear keep-caps".into())?;
     if let Some(umask) = user.umask() {
         nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(umask));
+    }
+    Ok(())
+}
+
+/// Makes `uid` the owner of the terminal on the process's stdio, as runc
+/// does, so that a process that is not root can use its own tty. The group
+/// stays the devpts one. It is called only for the container's own pty:
+/// stdio inherited from the caller may be a terminal or file of the host.
+fn give_terminal_to(uid: Uid) -> Result<()> {
+    for fd in 0..3 {
+        // SAFETY: fds 0 to 2 are only borrowed for the duration of the calls.
+        let stdio = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+        if !nix::unistd::isatty(stdio).unwrap_or(false) {
+            continue;
+        }
+        nix::unistd::fchown(stdio, Some(uid), None)
+            .context(|| format!("give the terminal on fd {fd} to uid {uid}"))?;
     }
     Ok(())
 }
@@ -280,15 +300,23 @@ pub fn prepare<'a>(
 }
 
 impl Prepared<'_> {
-    /// Installs the late seccomp filter, clears the signal mask and execs.
-    /// Returns only on failure.
-    pub fn exec(self) -> Error {
-        if let Some(filter) = self.late_seccomp {
+    /// Installs the seccomp filter that comes last, with no_new_privs set.
+    /// The init calls it before the `startContainer` hooks, which runc runs
+    /// under the container's filter too.
+    pub fn install_late_seccomp(&mut self) -> Result<()> {
+        if let Some(filter) = self.late_seccomp.take() {
             // `prepare` installed any filter with a listener, so there is
             // no listener fd here.
-            if let Err(e) = filter.install() {
-                return e.into();
-            }
+            filter.install()?;
+        }
+        Ok(())
+    }
+
+    /// Installs the late seccomp filter unless done already, clears the
+    /// signal mask and execs. Returns only on failure.
+    pub fn exec(mut self) -> Error {
+        if let Err(e) = self.install_late_seccomp() {
+            return e;
         }
         // `run` and `exec` block the signals they forward; the program
         // starts with none blocked.

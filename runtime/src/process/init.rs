@@ -121,9 +121,10 @@ fn setup(args: &InitArgs) -> Result<Infallible> {
 /// Returns only on failure.
 fn release(
     args: &InitArgs,
-    prepared: exec::Prepared,
+    mut prepared: exec::Prepared,
     hook_state: &HookState,
 ) -> Result<Infallible> {
+    prepared.install_late_seccomp()?;
     hooks::run(hooks::Kind::StartContainer, &args.config.spec, hook_state)?;
     Err(prepared.exec())
 }

@@ -156,6 +156,9 @@ pub fn create_with_console(options: &CreateOptions, console: Option<OwnedFd>) ->
 
     let exec_socket = crate::exec_socket::listen_in(&dir)?;
 
+    // Checked before create, so that a cgroup made by someone else is not
+    // removed by the cleanup of this failed create.
+    check_cgroup_use(&cgroup)?;
     cgroup.create(None)?;
     cleanup.cgroup = Some(cgroup.clone());
 
@@ -231,6 +234,27 @@ pub fn create_with_console(options: &CreateOptions, console: Option<OwnedFd>) ->
         root: options.root.clone(),
         state,
     })
+}
+
+/// Rejects a cgroup that is frozen already, where the init would freeze on
+/// entering it, and warns about one that has processes in it. The messages
+/// are runc's.
+fn check_cgroup_use(cgroup: &Manager) -> Result<()> {
+    if cgroup.is_frozen().unwrap_or(false) {
+        return Err(Error::Message(format!(
+            "container's cgroup unexpectedly frozen: thaw {} or use another linux.cgroupsPath",
+            cgroup.path
+        )));
+    }
+    let pids = cgroup.pids().unwrap_or_default();
+    if !pids.is_empty() {
+        tracing::warn!(
+            "container's cgroup is not empty: {} process(es) found in {}",
+            pids.len(),
+            cgroup.path
+        );
+    }
+    Ok(())
 }
 
 /// Replaces the error of an init that died during create with the reason
