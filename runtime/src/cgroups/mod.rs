@@ -210,7 +210,6 @@ impl Manager {
         if let Some(r) = resources {
             self.check_unified(r)?;
         }
-        self.check_not_frozen()?;
         v1::create(&self.v1)?;
         if let Some(unified) = &self.unified {
             v2::create(unified, self.mode == CgroupMode::Unified)?;
@@ -226,34 +225,6 @@ impl Manager {
             v1::apply(&self.path, &self.v1, resources)?;
         }
         Ok(())
-    }
-
-    /// Fails when the cgroup exists and is frozen: a process moved into it
-    /// would stop at once, as runc 1.1 also checks.
-    fn check_not_frozen(&self) -> Result<(), CgroupError> {
-        let dir = match self.mode {
-            CgroupMode::Unified => self.unified.as_ref().map(|u| u.dir.as_path()),
-            _ => self.v1.get("freezer").map(|d| d.dir.as_path()),
-        };
-        if dir.is_some_and(Path::exists) && self.is_frozen()? {
-            return Err(CgroupError::Other {
-                path: self.path.clone(),
-                message: "container's cgroup unexpectedly frozen: thaw it or use another \
-                          linux.cgroupsPath"
-                    .to_string(),
-            });
-        }
-        Ok(())
-    }
-
-    /// Returns true when a process is in the cgroup or in a cgroup below it.
-    /// runc 1.1 warns `container's cgroup is not empty` when it starts a
-    /// container in such a cgroup.
-    pub fn is_populated(&self) -> Result<bool, CgroupError> {
-        match self.membership_dir() {
-            Some(dir) if dir.exists() => Ok(!self.pids()?.is_empty()),
-            _ => Ok(false),
-        }
     }
 
     /// Moves process `pid` into the cgroup, in every hierarchy.
