@@ -232,3 +232,68 @@ fn writable_rootfs_copy() {
     let output = run_and_compare("writable rootfs", &bundle);
     assert_eq!(output.stdout, "new\n", "{output}");
 }
+
+#[test]
+fn tmpfs_mode_on_existing_directory() {
+    require_root!();
+    let hull = hull_integration::Runtime::hull();
+    let mut bundle = Bundle::new(
+        hull_integration::Rootfs::BusyboxCopy,
+        &["stat", "-c", "%a", "/tmp/test"],
+    );
+    let mount_point = bundle.rootfs().join("tmp/test");
+    fs::create_dir(&mount_point).unwrap();
+    fs::set_permissions(
+        &mount_point,
+        std::os::unix::fs::PermissionsExt::from_mode(0o710),
+    )
+    .unwrap();
+    bundle.add_mount(json!({
+        "destination": "/tmp/test", "type": "tmpfs", "source": "tmpfs", "options": ["mode=0444"]
+    }));
+
+    let with_mode = hull.run(&hull_integration::unique_id("tmpfs-mode"), &bundle);
+    with_mode.expect_success();
+    assert_eq!(with_mode.stdout, "444\n", "{with_mode}");
+
+    bundle.config["mounts"]
+        .as_array_mut()
+        .unwrap()
+        .last_mut()
+        .unwrap()["options"] = json!([]);
+    let without_mode = hull.run(&hull_integration::unique_id("tmpfs-mode"), &bundle);
+    without_mode.expect_success();
+    assert_eq!(without_mode.stdout, "710\n", "{without_mode}");
+}
+
+#[test]
+fn tmpcopyup_copies_destination() {
+    require_root!();
+    let hull = hull_integration::Runtime::hull();
+    let script = "ls -ld /dir1/dir2 | cut -c1-10; cat /dir1/file; readlink /dir1/link; \
+        stat -c %u:%g /dir1/file; touch /dir1/made-inside";
+    let mut bundle = Bundle::new(hull_integration::Rootfs::BusyboxCopy, &["sh", "-c", script]);
+    let dir1 = bundle.rootfs().join("dir1");
+    fs::create_dir_all(dir1.join("dir2")).unwrap();
+    fs::set_permissions(
+        dir1.join("dir2"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o777),
+    )
+    .unwrap();
+    fs::write(dir1.join("file"), "content\n").unwrap();
+    std::os::unix::fs::chown(dir1.join("file"), Some(1000), Some(1001)).unwrap();
+    std::os::unix::fs::symlink("file", dir1.join("link")).unwrap();
+    bundle.add_mount(json!({
+        "destination": "/dir1", "type": "tmpfs", "source": "tmpfs", "options": ["tmpcopyup"]
+    }));
+
+    let output = hull.run(&hull_integration::unique_id("tmpcopyup"), &bundle);
+
+    output.expect_success();
+    assert_eq!(
+        output.stdout, "drwxrwxrwx\ncontent\nfile\n1000:1001\n",
+        "{output}"
+    );
+    // The file made inside went to the tmpfs, not to the rootfs.
+    assert!(!dir1.join("made-inside").exists());
+}

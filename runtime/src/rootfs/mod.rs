@@ -8,6 +8,7 @@
 //! needs Linux 5.12 or later.
 
 mod cgroup;
+mod copyup;
 mod devices;
 pub mod idmap;
 mod mount;

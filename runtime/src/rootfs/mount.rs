@@ -12,6 +12,7 @@ use rustix::mount::{
 };
 
 use super::cgroup;
+use super::copyup;
 use super::idmap::{is_id_mapped, IdMappedMounts};
 use super::options::{parse_mount_options, split_data, MountOptions, MS_REC, MS_REMOUNT};
 use super::resolve::{resolve_in_root, Create, ResolveOptions, Resolved};
@@ -129,9 +130,11 @@ pub fn mount_entry(
             "option \"remount\" is supported on bind mounts only",
         ));
     }
-    if options.copy_up {
-        // TODO: tmpcopyup (copy the destination's contents into the new tmpfs).
-        return Err(invalid(dest, "option \"tmpcopyup\" is not supported"));
+    if options.copy_up && fs_type != "tmpfs" {
+        return Err(invalid(
+            dest,
+            "option \"tmpcopyup\" applies to tmpfs mounts only",
+        ));
     }
     let source = source.and_then(Path::to_str);
     match fs_type {
@@ -366,9 +369,12 @@ pub fn mount_filesystem(root: BorrowedFd<'_>, fs: &FsMount<'_>) -> Result<(), Ro
     let mount = fsmount(&fs_fd, FsMountFlags::FSMOUNT_CLOEXEC, attr.fsmount_flags())
         .map_err(|e| fsconfig_error(&fs_fd, dest, "fsmount".to_string(), e))?;
 
-    // A tmpfs over an existing directory takes that directory's mode, as
-    // runc 1.1 does with a chmod after the mount.
-    if fs.fs_type == "tmpfs" && !target.created {
+    // A tmpfs over an existing directory takes that directory's mode unless
+    // the options set `mode`, as runc 1.1 does with a chmod after the mount.
+    let has_mode = split_data(&fs.options.data)
+        .iter()
+        .any(|(key, _)| key == "mode");
+    if fs.fs_type == "tmpfs" && !target.created && !has_mode {
         let mode = Mode::from_raw_mode(stat.st_mode & 0o7777);
         let dir = rfs::openat(
             &mount,
@@ -378,6 +384,9 @@ pub fn mount_filesystem(root: BorrowedFd<'_>, fs: &FsMount<'_>) -> Result<(), Ro
         )
         .map_err(|e| RootfsError::io(WHAT, dest, "open of the new tmpfs", e))?;
         rfs::fchmod(&dir, mode).map_err(|e| RootfsError::io(WHAT, dest, "chmod", e))?;
+    }
+    if fs.options.copy_up {
+        copyup::copy_tree(target.fd.as_fd(), mount.as_fd(), dest)?;
     }
     attach(mount, &target, dest, fs.options)
 }
