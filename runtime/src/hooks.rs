@@ -102,7 +102,7 @@ pub fn run(kind: Kind, spec: &Spec, state: &HookState) -> Result<()> {
         if let Err(error) = run_one(hook, &input, cwd.as_deref()) {
             // "error running hook" is runc's wording, which callers match.
             let error = Error::Message(format!(
-                "error running {} hook #{index}: {error}",
+                "error running hook #{index}: {} hook {error}",
                 kind.name()
             ));
             if kind.failure_is_warning() {
@@ -282,7 +282,7 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(
-            message.starts_with("error running prestart hook #0: /bin/sh: exit status 7"),
+            message.starts_with("error running hook #0: prestart hook /bin/sh: exit status 7"),
             "{message}"
         );
         assert!(message.contains("broken"), "{message}");

@@ -194,6 +194,9 @@ pub fn checkpoint(container: &Container, criu: &Criu, options: &CheckpointOption
     if let Some(fd) = options.status_fd {
         check_status_fd(fd)?;
     }
+    if let Some(parent) = &options.parent_path {
+        check_parent_path(parent, &options.image_path)?;
+    }
     criu.require_version(MIN_VERSION)?;
     if options.pre_dump || options.parent_path.is_some() {
         criu.require_features(Features {
@@ -278,4 +281,24 @@ pub fn checkpoint(container: &Container, criu: &Criu, options: &CheckpointOption
     // lock itself.
     drop(lock);
     crate::lifecycle::delete(container, true)
+}
+/// Checks `--parent-path`: criu reads it relative to the image directory,
+/// so it must be relative and name an existing pre-dump there.
+fn check_parent_path(parent: &std::path::Path, image_path: &std::path::Path) -> Result<()> {
+    if parent.is_absolute() {
+        return Err(Error::Spec(format!(
+            "--parent-path {} must be relative to --image-path {}",
+            parent.display(),
+            image_path.display()
+        )));
+    }
+    let resolved = image_path.join(parent);
+    if !resolved.is_dir() {
+        return Err(Error::Spec(format!(
+            "--parent-path {}: {} is not a directory with a pre-dump",
+            parent.display(),
+            resolved.display()
+        )));
+    }
+    Ok(())
 }

@@ -60,7 +60,7 @@ pub enum SeccompError {
     InvalidErrnoRet { value: u32, context: String },
     #[error("invalid seccomp defaultAction SCMP_ACT_NOTIFY: only rules may notify")]
     NotifyDefaultAction,
-    #[error("invalid seccomp rule: SCMP_ACT_NOTIFY for {name}, which the runtime needs to pass the listener fd")]
+    #[error("invalid seccomp rule: SCMP_ACT_NOTIFY cannot be used for the {name} syscall, which the runtime needs to pass the listener fd")]
     NotifyForbiddenSyscall { name: String },
     #[error(
         "linux.seccomp.listenerPath is missing: it is required when a rule uses SCMP_ACT_NOTIFY"
@@ -80,7 +80,9 @@ pub enum SeccompError {
     TsyncFailed { tid: i64 },
     #[error("seccomp(SECCOMP_SET_MODE_FILTER) with SECCOMP_FILTER_FLAG_TSYNC failed: a thread could not be synchronized")]
     TsyncFailedUnknownThread,
-    #[error("connect to the seccomp agent at {path} (linux.seccomp.listenerPath): {source}")]
+    #[error(
+        "failed to connect with seccomp agent at {path} (linux.seccomp.listenerPath): {source}"
+    )]
     AgentConnect {
         path: PathBuf,
         #[source]
