@@ -11,6 +11,7 @@ mod flags;
 mod logging;
 mod metrics;
 mod mount;
+mod oom;
 mod options;
 mod process;
 mod reaper;

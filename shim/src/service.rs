@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use hull_proto::containerd::events::{TaskExecStarted, TaskExit, TaskStart};
+use hull_proto::containerd::events::{TaskExecStarted, TaskExit, TaskOom, TaskStart};
 use hull_proto::containerd::types::Envelope;
 use hull_proto::containerd::v1::types::Status;
 use hull_proto::events::{envelope, Publisher, TaskEvent};
@@ -14,6 +14,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tonic::Status as RpcStatus;
 
+use crate::oom::MemoryCgroup;
 use crate::process::{Container, Process};
 use crate::reaper::Reaper;
 use crate::runtime::{read_pid_file, ProcessStdio, RuntimeError, SpawnOptions};
@@ -284,6 +285,43 @@ impl Service {
                 container
                     .running_execs
                     .send_modify(|count| *count = count.saturating_sub(1));
+            }
+        });
+    }
+}
+
+impl Service {
+    /// Publishes TaskOOM for each OOM kill in the memory cgroup of the
+    /// container's init process, until the cgroup goes away or the
+    /// container is deleted. A container without a memory cgroup gets no
+    /// events, and the failure is logged.
+    pub fn watch_oom(self: &Arc<Self>, container: &Arc<Container>) {
+        let id = container.id.clone();
+        let watch = MemoryCgroup::of_process(container.init.pid())
+            .and_then(|cgroup| cgroup.watch().map(|watch| (cgroup, watch)));
+        let (cgroup, mut watch) = match watch {
+            Ok(found) => found,
+            Err(error) => {
+                tracing::warn!(%error, container = id, "OOM events are not watched");
+                return;
+            }
+        };
+        tracing::debug!(container = id, ?cgroup, "watching for OOM kills");
+        let service = self.clone();
+        let deleted = container.deleted.clone();
+        tokio::spawn(async move {
+            loop {
+                let fired = tokio::select! {
+                    fired = watch.next() => fired,
+                    _ = deleted.cancelled() => false,
+                };
+                if !fired {
+                    break;
+                }
+                tracing::info!(container = id, "OOM killer fired");
+                service.publish(&TaskOom {
+                    container_id: id.clone(),
+                });
             }
         });
     }

@@ -1,0 +1,1 @@
+//! Log URIs of `ctr run --log-uri`: `file://` and `binary://`.

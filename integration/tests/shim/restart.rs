@@ -1,0 +1,1 @@
+//! containerd and the shim restarted or killed while a container runs.
