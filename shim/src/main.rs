@@ -8,6 +8,7 @@
 
 mod bootstrap;
 mod flags;
+mod logger;
 mod logging;
 mod metrics;
 mod mount;

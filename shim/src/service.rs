@@ -14,6 +14,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tonic::Status as RpcStatus;
 
+use crate::logger::LoggerEnv;
 use crate::oom::MemoryCgroup;
 use crate::process::{Container, Process};
 use crate::reaper::Reaper;
@@ -124,9 +125,20 @@ impl Service {
         };
         let (stdio, mut io) = match console {
             Some(_) => (ProcessStdio::default(), ProcessIo::default()),
-            None => open_pipes(&process.stdio).map_err(|error| {
-                RpcStatus::internal(format!("failed to open stdio of {}: {error}", process.id()))
-            })?,
+            None => {
+                let env = LoggerEnv {
+                    container_id: &container.id,
+                    namespace: &self.namespace,
+                };
+                open_pipes(&process.stdio, &env, &self.reaper)
+                    .await
+                    .map_err(|error| {
+                        RpcStatus::internal(format!(
+                            "failed to open stdio of {}: {error}",
+                            process.id()
+                        ))
+                    })?
+            }
         };
         let options = SpawnOptions {
             pid_file,

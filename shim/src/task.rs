@@ -166,6 +166,7 @@ impl TaskService {
             let drained = tokio::time::timeout(OUTPUT_DRAIN_TIMEOUT, io.wait_output()).await;
             if drained.is_err() {
                 tracing::warn!(process = process.id(), "output copy did not finish");
+                io.stop_logger().await;
             }
             io.close_stdin();
         }
