@@ -1,9 +1,9 @@
 //! The gRPC server of the task API, with reflection and health.
 //!
 //! containerd speaks ttrpc only, so most shims never get a gRPC client.
-//! The server therefore binds its socket at startup but builds the tonic
-//! server, with its reflection descriptors, on the first connection: until
-//! then none of that code or data is loaded into memory.
+//! The shim therefore binds the socket at startup but builds the tonic
+//! server and decodes its reflection descriptors on the first connection.
+//! Until then that code does not run and its data is not allocated.
 
 use std::sync::Arc;
 

@@ -15,8 +15,8 @@ use tracing::field::{Field, Visit};
 use tracing::level_filters::LevelFilter;
 use tracing::{span, Event, Level, Metadata, Subscriber};
 
-/// The global subscriber: writes events as logfmt lines, one `write` call
-/// each, and ignores spans.
+/// The global subscriber: writes each event as one logfmt line and ignores
+/// spans.
 pub struct Logfmt {
     max_level: Level,
     output: Mutex<Box<dyn Write + Send>>,

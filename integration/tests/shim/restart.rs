@@ -6,7 +6,7 @@ use std::time::Duration;
 use hull_integration::callers::BUSYBOX_IMAGE;
 use hull_integration::{require_root, require_tools, unique_id};
 
-use crate::fixture::{Fixture, RUNTIME};
+use crate::fixture::{task_topics, EventWatch, Fixture, RUNTIME};
 
 /// A shell loop that prints `tick-N` every 100 ms.
 const TICKER: &str = "i=0; while true; do echo tick-$i; i=$((i+1)); sleep 0.1; done";
@@ -98,10 +98,18 @@ fn shim_survives_containerd_restart() {
         "no output after the restart: {before} lines"
     );
 
+    // The shim reconnects to the restarted containerd to publish events.
+    let events = EventWatch::start(&fixture);
     fixture.ctr_ok(&["task", "kill", "-s", "SIGKILL", &id]);
     fixture.wait_for_status(&id, "STOPPED");
     fixture.ctr_ok(&["task", "delete", &id]);
     fixture.ctr_ok(&["container", "delete", &id]);
+    let text = events.stop();
+    assert_eq!(
+        task_topics(&text, &id),
+        ["/tasks/exit", "/tasks/delete"],
+        "events after the restart:\n{text}"
+    );
     for _ in 0..50 {
         if !process_exists(shim) {
             break;
