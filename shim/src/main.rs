@@ -41,6 +41,9 @@ use crate::task::TaskService;
 /// Time the servers get to finish the calls in progress after Shutdown.
 const SERVER_STOP_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// Time the queued events get to reach containerd before the shim exits.
+const EVENT_FLUSH_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// `containerd.types.RuntimeInfo` (name and version only), which
 /// containerd 2.x reads from `-info`.
 #[derive(Clone, PartialEq, prost::Message)]
@@ -186,7 +189,12 @@ async fn serve_async(flags: &Flags, bundle: &Path) -> Result<(), String> {
     {
         tracing::warn!("servers did not stop in time");
     }
-    service.flush_events().await;
+    if tokio::time::timeout(EVENT_FLUSH_TIMEOUT, service.flush_events())
+        .await
+        .is_err()
+    {
+        tracing::warn!("events still queued at exit are dropped");
+    }
     let _ = std::fs::remove_file(&socket_path);
     let _ = std::fs::remove_file(&grpc_path);
     tracing::info!("shim stopped");

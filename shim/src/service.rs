@@ -10,6 +10,7 @@ use hull_proto::containerd::events::{TaskExecStarted, TaskExit, TaskOom, TaskSta
 use hull_proto::containerd::types::Envelope;
 use hull_proto::containerd::v1::types::Status;
 use hull_proto::events::{envelope, Publisher, TaskEvent};
+use hull_proto::ttrpc::Code;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tonic::Status as RpcStatus;
@@ -24,6 +25,11 @@ use crate::stdio::{attach_console, open_pipes, ConsoleSocket, ProcessIo};
 /// Time the init process's exit event waits for the exec processes' exits,
 /// which containerd expects first.
 const EXEC_EXIT_GRACE: Duration = Duration::from_secs(3);
+
+/// Retries of an event that containerd did not accept because it was
+/// unreachable. The n-th retry waits n seconds, as containerd 1.6's own shim
+/// publisher does, which covers about 15 s of containerd restarting.
+const PUBLISH_RETRIES: u32 = 5;
 
 /// Time allowed for the runtime to send the pty master after it created
 /// the process.
@@ -53,12 +59,9 @@ impl Service {
             while let Some(message) = queue.recv().await {
                 match message {
                     EventMessage::Event(envelope) => {
-                        let topic = envelope.topic.clone();
-                        tracing::debug!(topic, "publishing event");
+                        tracing::debug!(topic = envelope.topic, "publishing event");
                         if let Some(publisher) = &publisher {
-                            if let Err(error) = publisher.forward(envelope).await {
-                                tracing::error!(%error, topic, "failed to publish event");
-                            }
+                            forward_with_retries(publisher, envelope).await;
                         }
                     }
                     EventMessage::Flush(done) => {
@@ -336,6 +339,27 @@ impl Service {
                 });
             }
         });
+    }
+}
+
+/// Forwards `envelope`, retrying while containerd is unreachable. Later
+/// events wait behind it, so containerd receives events in order.
+async fn forward_with_retries(publisher: &Publisher, envelope: Envelope) {
+    let topic = envelope.topic.clone();
+    for attempt in 0..=PUBLISH_RETRIES {
+        if attempt > 0 {
+            tokio::time::sleep(Duration::from_secs(u64::from(attempt))).await;
+        }
+        let error = match publisher.forward(envelope.clone()).await {
+            Ok(()) => return,
+            Err(error) => error,
+        };
+        let retry = matches!(error.code(), Code::Unavailable | Code::DeadlineExceeded);
+        if !retry || attempt == PUBLISH_RETRIES {
+            tracing::error!(%error, topic, attempt, "failed to publish event, dropping it");
+            return;
+        }
+        tracing::warn!(%error, topic, attempt, "failed to publish event, retrying");
     }
 }
 

@@ -26,10 +26,18 @@ pub struct ShimServer {
 }
 
 impl ShimServer {
+    /// Starts the shim without an events address, so it publishes nothing.
     pub fn start(bundle: &Path, id: &str) -> ShimServer {
+        ShimServer::start_with_events(bundle, id, None)
+    }
+
+    /// Starts the shim, publishing events to the ttrpc socket at
+    /// `events_address` when given.
+    pub fn start_with_events(bundle: &Path, id: &str, events_address: Option<&Path>) -> ShimServer {
         let socket = PathBuf::from(format!("/run/hull/s/test-{}", unique_id("grpc")));
         std::fs::create_dir_all("/run/hull/s").unwrap();
-        let child = Command::new(SHIM)
+        let mut command = Command::new(SHIM);
+        command
             .args([
                 "-namespace",
                 "hull-grpc-test",
@@ -41,10 +49,12 @@ impl ShimServer {
             .arg("-socket")
             .arg(&socket)
             .current_dir(bundle)
-            .env_remove("TTRPC_ADDRESS")
-            .stdin(Stdio::null())
-            .spawn()
-            .expect("failed to start the shim");
+            .stdin(Stdio::null());
+        match events_address {
+            Some(address) => command.env("TTRPC_ADDRESS", address),
+            None => command.env_remove("TTRPC_ADDRESS"),
+        };
+        let child = command.spawn().expect("failed to start the shim");
         ShimServer {
             child,
             socket,
