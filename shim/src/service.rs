@@ -27,8 +27,9 @@ use crate::stdio::{attach_console, open_pipes, ConsoleSocket, ProcessIo};
 const EXEC_EXIT_GRACE: Duration = Duration::from_secs(3);
 
 /// Retries of an event that containerd did not accept because it was
-/// unreachable. The n-th retry waits n seconds, as containerd 1.6's own shim
-/// publisher does, which covers about 15 s of containerd restarting.
+/// unreachable. The n-th retry waits n seconds, as in containerd's shim
+/// publisher (`pkg/shim/publisher.go`), which covers about 15 s of
+/// containerd restarting.
 const PUBLISH_RETRIES: u32 = 5;
 
 /// Time allowed for the runtime to send the pty master after it created
