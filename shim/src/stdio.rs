@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::unix::pipe;
 use tokio::net::UnixListener;
 use tokio::sync::oneshot;
@@ -288,28 +288,41 @@ fn strip_fifo_scheme(path: &str) -> std::io::Result<&str> {
     Ok(path)
 }
 
+/// Size of the buffer of one copy between a process and a FIFO. Each copy
+/// allocates it when data first arrives, so idle streams cost no buffer.
+const COPY_BUFFER_SIZE: usize = 32 * 1024;
+
 async fn copy_stdin(
-    mut fifo: pipe::Receiver,
+    fifo: pipe::Receiver,
     mut writer: pipe::Sender,
     mut closed: oneshot::Receiver<()>,
 ) {
-    let mut buffer = vec![0u8; 32 * 1024];
+    let mut buffer = Vec::new();
     loop {
         tokio::select! {
-            read = fifo.read(&mut buffer) => match read {
-                Ok(0) => break,
-                Ok(n) => {
-                    if writer.write_all(&buffer[..n]).await.is_err() {
+            ready = fifo.readable() => {
+                if let Err(error) = ready {
+                    tracing::warn!(%error, "failed to poll stdin FIFO");
+                    break;
+                }
+                buffer.resize(COPY_BUFFER_SIZE, 0);
+                match fifo.try_read(&mut buffer) {
+                    Ok(0) => break,
+                    Ok(n) => {
+                        if writer.write_all(&buffer[..n]).await.is_err() {
+                            break;
+                        }
+                    }
+                    Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {}
+                    Err(error) => {
+                        tracing::warn!(%error, "failed to read stdin FIFO");
                         break;
                     }
-                }
-                Err(error) => {
-                    tracing::warn!(%error, "failed to read stdin FIFO");
-                    break;
                 }
             },
             _ = &mut closed => {
                 // Copy what the client wrote before it asked to close.
+                buffer.resize(COPY_BUFFER_SIZE, 0);
                 while let Ok(n) = fifo.try_read(&mut buffer) {
                     if n == 0 || writer.write_all(&buffer[..n]).await.is_err() {
                         break;
@@ -338,11 +351,15 @@ impl Output {
 
 /// Copies until end-of-file. A pty master reports EIO once the last
 /// slave descriptor closes, which ends the copy like end-of-file.
-async fn copy_until_end<R>(mut reader: R, output: &mut Output) -> std::io::Result<()>
-where
-    R: AsyncRead + Unpin,
-{
-    let mut buffer = vec![0u8; 32 * 1024];
+async fn copy_until_end(mut reader: pipe::Receiver, output: &mut Output) -> std::io::Result<()> {
+    let ready = reader.readable().await;
+    if let Err(error) = ready {
+        if error.raw_os_error() == Some(libc::EIO) {
+            return Ok(());
+        }
+        return Err(error);
+    }
+    let mut buffer = vec![0u8; COPY_BUFFER_SIZE];
     loop {
         let n = match reader.read(&mut buffer).await {
             Ok(0) => return Ok(()),
