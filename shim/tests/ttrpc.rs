@@ -68,7 +68,7 @@ async fn assert_serving(server: &ShimServer, after: &str) {
 }
 
 #[tokio::test(flavor = "current_thread")]
-async fn ttrpc_malformed_frames_rejected() {
+async fn ttrpc_survives_malformed_frames() {
     require_root!();
     let bundle = Bundle::busybox(&["true"]);
     bundle.write();
@@ -99,7 +99,7 @@ async fn ttrpc_malformed_frames_rejected() {
 }
 
 #[tokio::test(flavor = "current_thread")]
-async fn ttrpc_client_gone_mid_call() {
+async fn ttrpc_survives_client_gone_mid_call() {
     require_root!();
     let bundle = Bundle::busybox(&["true"]);
     bundle.write();
@@ -107,7 +107,7 @@ async fn ttrpc_client_gone_mid_call() {
     connect(&server).await;
 
     // A frame cut off after its header: the shim waits for data that
-    // never comes, then sees the connection close.
+    // never comes, then reads end-of-file.
     let mut stream = connect(&server).await;
     stream.write_all(&header(100, 1, 1, 0)).await.unwrap();
     stream.write_all(&[0x0a; 20]).await.unwrap();
