@@ -194,3 +194,74 @@ fn shim_killed_then_cleaned_up() {
         runtime_state.display()
     );
 }
+
+/// Reads lines from `stdout` of `child` until one starts with `prefix` or
+/// `timeout` passes, then kills the child. Returns the matching line.
+fn read_line_with_prefix(
+    mut child: std::process::Child,
+    prefix: &str,
+    timeout: Duration,
+) -> Option<String> {
+    use std::io::BufRead;
+    let stdout = child.stdout.take().unwrap();
+    let (sender, receiver) = std::sync::mpsc::channel();
+    let prefix = prefix.to_owned();
+    let reader = std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if line.starts_with(&prefix) {
+                let _ = sender.send(line);
+                break;
+            }
+        }
+    });
+    let line = receiver.recv_timeout(timeout).ok();
+    let _ = child.kill();
+    let _ = child.wait();
+    let _ = reader.join();
+    line
+}
+
+#[test]
+fn shim_fifo_output_after_containerd_restart() {
+    require_root!();
+    require_tools!("containerd", "ctr", "umoci");
+    let mut fixture = Fixture::start();
+    let id = unique_id("shim");
+    // Without --log-uri the output goes to FIFOs that ctr created and
+    // nobody reads until attach opens them again.
+    fixture.ctr_ok(&[
+        "run",
+        "-d",
+        "--runtime",
+        RUNTIME,
+        BUSYBOX_IMAGE,
+        &id,
+        "sh",
+        "-c",
+        TICKER,
+    ]);
+    fixture.wait_for_status(&id, "RUNNING");
+
+    fixture.containerd.restart();
+    fixture.wait_for_status(&id, "RUNNING");
+
+    let mut attach = fixture.containerd.ctr();
+    attach
+        .args(["task", "attach", &id])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null());
+    let attach = attach.spawn().expect("failed to start ctr task attach");
+    let line = read_line_with_prefix(attach, "tick-", Duration::from_secs(10));
+    assert!(
+        line.is_some(),
+        "no output through the FIFO after the restart\n{}",
+        fixture.containerd.log()
+    );
+
+    fixture.ctr_ok(&["task", "kill", "-s", "SIGKILL", &id]);
+    fixture.wait_for_status(&id, "STOPPED");
+    fixture.ctr_ok(&["task", "delete", &id]);
+    fixture.ctr_ok(&["container", "delete", &id]);
+}
