@@ -101,6 +101,8 @@ impl Drop for PodmanStore {
 pub struct Containerd {
     dir: TempDir,
     daemon: Child,
+    /// The `PATH` the daemon runs with, kept for restarts.
+    path: std::ffi::OsString,
     /// The containerd namespace of this daemon's containers; the runc
     /// shim puts them in cgroups below a cgroup of that name.
     namespace: String,
@@ -135,30 +137,42 @@ impl Containerd {
             sock = path.join("containerd.sock").display(),
         );
         fs::write(path.join("config.toml"), config).unwrap();
-        let log = fs::File::create(path.join("containerd.log")).unwrap();
         let mut path_value = std::ffi::OsString::new();
         for dir in dirs {
             path_value.push(dir);
             path_value.push(":");
         }
         path_value.push(std::env::var_os("PATH").unwrap_or_default());
-        let daemon = Command::new("containerd")
-            .env("PATH", path_value)
-            .arg("--config")
-            .arg(path.join("config.toml"))
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("failed to start containerd");
+        let daemon = spawn_containerd(path, &path_value);
         let containerd = Containerd {
             dir,
             daemon,
+            path: path_value,
             namespace: crate::unique_id("hulltest"),
         };
+        containerd.wait_ready();
+        containerd
+    }
+
+    /// Stops the daemon with SIGTERM and starts it again on the same root,
+    /// state directory and sockets, as after a containerd upgrade. Shims
+    /// and containers keep running.
+    pub fn restart(&mut self) {
+        self.stop_daemon();
+        self.daemon = spawn_containerd(self.dir.path(), &self.path);
+        self.wait_ready();
+    }
+
+    /// Returns containerd's state directory, which holds the task bundles
+    /// in `io.containerd.runtime.v2.task/<namespace>/<id>`.
+    pub fn state_dir(&self) -> PathBuf {
+        self.dir.path().join("state")
+    }
+
+    fn wait_ready(&self) {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            let mut version = containerd.ctr();
+            let mut version = self.ctr();
             version.arg("version");
             if run_command(version, Duration::from_secs(10)).success() {
                 break;
@@ -166,11 +180,26 @@ impl Containerd {
             assert!(
                 Instant::now() < deadline,
                 "containerd did not answer within 30 s:\n{}",
-                containerd.log()
+                self.log()
             );
             thread::sleep(Duration::from_millis(100));
         }
-        containerd
+    }
+
+    /// Sends SIGTERM to the daemon and waits up to 10 s for it to exit,
+    /// then kills it.
+    fn stop_daemon(&mut self) {
+        let pid = nix::unistd::Pid::from_raw(self.daemon.id() as i32);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while matches!(self.daemon.try_wait(), Ok(None)) {
+            if Instant::now() > deadline {
+                let _ = self.daemon.kill();
+                let _ = self.daemon.wait();
+                break;
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
     }
 
     pub fn socket(&self) -> PathBuf {
@@ -232,21 +261,30 @@ impl Containerd {
 
 impl Drop for Containerd {
     fn drop(&mut self) {
-        let pid = nix::unistd::Pid::from_raw(self.daemon.id() as i32);
-        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while matches!(self.daemon.try_wait(), Ok(None)) {
-            if Instant::now() > deadline {
-                let _ = self.daemon.kill();
-                let _ = self.daemon.wait();
-                break;
-            }
-            thread::sleep(Duration::from_millis(20));
-        }
+        self.stop_daemon();
         unmount_under(self.dir.path());
         remove_dir_with_retries(self.dir.path());
         crate::host::remove_empty_cgroups(&self.namespace);
     }
+}
+
+/// Starts containerd with the `config.toml` in `dir`, appending its output
+/// to `containerd.log` there.
+fn spawn_containerd(dir: &Path, path_value: &std::ffi::OsStr) -> Child {
+    let log = fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("containerd.log"))
+        .unwrap();
+    Command::new("containerd")
+        .env("PATH", path_value)
+        .arg("--config")
+        .arg(dir.join("config.toml"))
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .expect("failed to start containerd")
 }
 
 /// Removes `dir`, trying again for up to a second: engine helpers such as

@@ -296,6 +296,7 @@ pub fn delete(flags: &Flags) -> Result<(), BootstrapError> {
     if let Err(error) = crate::mount::unmount_all(&bundle.join("rootfs")) {
         eprintln!("{error}");
     }
+    remove_dead_sockets(&bundle);
     let response = DeleteResponse {
         pid: 0,
         exit_status: 128 + libc::SIGKILL as u32,
@@ -305,6 +306,24 @@ pub fn delete(flags: &Flags) -> Result<(), BootstrapError> {
     let _ = stdout.write_all(&response.encode_to_vec());
     let _ = stdout.flush();
     Ok(())
+}
+
+/// Removes the ttrpc and gRPC sockets named in the bundle's address file
+/// when no server accepts connections on them any more, as after the shim
+/// was killed. A live shim of the same group keeps its sockets.
+fn remove_dead_sockets(bundle: &Path) {
+    let Ok(address) = std::fs::read_to_string(bundle.join(ADDRESS_FILE)) else {
+        return;
+    };
+    let socket = PathBuf::from(address.trim().trim_start_matches("unix://"));
+    let refused = matches!(
+        UnixStream::connect(&socket),
+        Err(error) if error.kind() == std::io::ErrorKind::ConnectionRefused
+    );
+    if refused {
+        let _ = std::fs::remove_file(grpc_socket_path(&socket));
+        let _ = std::fs::remove_file(&socket);
+    }
 }
 
 #[cfg(test)]

@@ -4,19 +4,24 @@
 
 use std::fmt::Write as _;
 use std::fs::File;
+use std::io::Write;
 use std::os::fd::AsFd;
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use nix::fcntl::{fcntl, FcntlArg, OFlag};
 use tracing::field::{Field, Visit};
-use tracing::{Event, Level, Subscriber};
-use tracing_subscriber::fmt::format::Writer;
-use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
-use tracing_subscriber::registry::LookupSpan;
+use tracing::level_filters::LevelFilter;
+use tracing::{span, Event, Level, Metadata, Subscriber};
 
-/// Formats events as logfmt lines.
-pub struct Logfmt;
+/// The global subscriber: writes each event as one logfmt line and ignores
+/// spans.
+pub struct Logfmt {
+    max_level: Level,
+    output: Mutex<Box<dyn Write + Send>>,
+    next_span_id: AtomicU64,
+}
 
 #[derive(Default)]
 struct Fields {
@@ -57,17 +62,9 @@ fn quote(value: &str) -> String {
     }
 }
 
-impl<S, N> FormatEvent<S, N> for Logfmt
-where
-    S: Subscriber + for<'a> LookupSpan<'a>,
-    N: for<'a> FormatFields<'a> + 'static,
-{
-    fn format_event(
-        &self,
-        _context: &FmtContext<'_, S, N>,
-        mut writer: Writer<'_>,
-        event: &Event<'_>,
-    ) -> std::fmt::Result {
+impl Logfmt {
+    /// Formats `event` as one logfmt line with its newline.
+    fn format(event: &Event<'_>) -> String {
         let mut fields = Fields::default();
         event.record(&mut fields);
         let level = match *event.metadata().level() {
@@ -78,13 +75,46 @@ where
             Level::TRACE => "trace",
         };
         let time = humantime_rfc3339(std::time::SystemTime::now());
-        writeln!(
-            writer,
-            "time={time} level={level} msg={} runtime=io.containerd.hull.v2{}",
+        format!(
+            "time={time} level={level} msg={} runtime=io.containerd.hull.v2{}\n",
             quote(&fields.message),
             fields.pairs
         )
     }
+}
+
+impl Subscriber for Logfmt {
+    fn enabled(&self, metadata: &Metadata<'_>) -> bool {
+        // tracing orders levels by verbosity: ERROR < WARN < ... < TRACE.
+        *metadata.level() <= self.max_level
+    }
+
+    fn max_level_hint(&self) -> Option<LevelFilter> {
+        Some(LevelFilter::from_level(self.max_level))
+    }
+
+    /// Spans only need distinct non-zero ids, because lines carry no span
+    /// context.
+    fn new_span(&self, _attributes: &span::Attributes<'_>) -> span::Id {
+        span::Id::from_u64(self.next_span_id.fetch_add(1, Ordering::Relaxed))
+    }
+
+    fn record(&self, _span: &span::Id, _values: &span::Record<'_>) {}
+
+    fn record_follows_from(&self, _span: &span::Id, _follows: &span::Id) {}
+
+    fn event(&self, event: &Event<'_>) {
+        let line = Logfmt::format(event);
+        let mut output = self
+            .output
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let _ = output.write_all(line.as_bytes());
+    }
+
+    fn enter(&self, _span: &span::Id) {}
+
+    fn exit(&self, _span: &span::Id) {}
 }
 
 /// Formats a time as RFC 3339 in UTC with nanoseconds.
@@ -132,15 +162,16 @@ pub fn open_log_fifo(path: &Path) -> Option<File> {
 /// Installs the global subscriber: logfmt to `output` (or stderr), at
 /// debug level with `debug`, else info.
 pub fn init(output: Option<File>, debug: bool) {
-    let level = if debug { Level::DEBUG } else { Level::INFO };
-    let builder = tracing_subscriber::fmt()
-        .with_max_level(level)
-        .event_format(Logfmt);
-    let result = match output {
-        Some(file) => builder.with_writer(Mutex::new(file)).try_init(),
-        None => builder.with_writer(std::io::stderr).try_init(),
+    let output: Box<dyn Write + Send> = match output {
+        Some(file) => Box::new(file),
+        None => Box::new(std::io::stderr()),
     };
-    if let Err(error) = result {
+    let subscriber = Logfmt {
+        max_level: if debug { Level::DEBUG } else { Level::INFO },
+        output: Mutex::new(output),
+        next_span_id: AtomicU64::new(1),
+    };
+    if let Err(error) = tracing::subscriber::set_global_default(subscriber) {
         eprintln!("failed to set up logging: {error}");
     }
 }

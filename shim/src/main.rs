@@ -4,13 +4,17 @@
 //! Run without an action, the binary is the shim server. It serves the task
 //! API over ttrpc, as `containerd.task.v2.Task` and `containerd.task.v3.Task`,
 //! on the socket that `start` passed as fd 3 or on `-socket PATH`. It also
-//! serves it over gRPC, with reflection and health, on that path plus `.grpc`.
+//! serves it over gRPC, with reflection and health, on that path plus `.grpc`,
+//! starting the gRPC server on the first gRPC connection.
 
 mod bootstrap;
 mod flags;
+mod grpc;
+mod logger;
 mod logging;
 mod metrics;
 mod mount;
+mod oom;
 mod options;
 mod process;
 mod reaper;
@@ -36,6 +40,9 @@ use crate::task::TaskService;
 
 /// Time the servers get to finish the calls in progress after Shutdown.
 const SERVER_STOP_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Time the queued events get to reach containerd before the shim exits.
+const EVENT_FLUSH_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// `containerd.types.RuntimeInfo` (name and version only), which
 /// containerd 2.x reads from `-info`.
@@ -163,21 +170,7 @@ async fn serve_async(flags: &Flags, bundle: &Path) -> Result<(), String> {
     let _ = std::fs::remove_file(&grpc_path);
     let grpc_listener = tokio::net::UnixListener::bind(&grpc_path)
         .map_err(|error| format!("failed to bind {}: {error}", grpc_path.display()))?;
-    let reflection = hull_proto::grpc::reflection_service().map_err(|error| error.to_string())?;
-    let (health_reporter, health) = tonic_health::server::health_reporter();
-    health_reporter
-        .set_serving::<v3::task_server::TaskServer<TaskService>>()
-        .await;
-    let grpc_task = tokio::spawn(
-        tonic::transport::Server::builder()
-            .add_service(v3::task_server::TaskServer::from_arc(task))
-            .add_service(reflection)
-            .add_service(health)
-            .serve_with_incoming_shutdown(
-                hull_proto::grpc::unix_incoming(grpc_listener),
-                token.clone().cancelled_owned(),
-            ),
-    );
+    let grpc_task = tokio::spawn(grpc::serve_lazily(grpc_listener, task, token.clone()));
     tracing::info!(
         id = flags.id,
         namespace = flags.namespace,
@@ -196,7 +189,12 @@ async fn serve_async(flags: &Flags, bundle: &Path) -> Result<(), String> {
     {
         tracing::warn!("servers did not stop in time");
     }
-    service.flush_events().await;
+    if tokio::time::timeout(EVENT_FLUSH_TIMEOUT, service.flush_events())
+        .await
+        .is_err()
+    {
+        tracing::warn!("events still queued at exit are dropped");
+    }
     let _ = std::fs::remove_file(&socket_path);
     let _ = std::fs::remove_file(&grpc_path);
     tracing::info!("shim stopped");

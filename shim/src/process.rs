@@ -7,6 +7,7 @@ use std::time::SystemTime;
 
 use hull_proto::containerd::v1::types::Status;
 use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 
 use crate::options::ShimOptions;
 use crate::runtime::Runtime;
@@ -134,6 +135,8 @@ pub struct Container {
     pub lifecycle: tokio::sync::Mutex<()>,
     /// Number of started exec processes whose exit is not yet published.
     pub running_execs: watch::Sender<usize>,
+    /// Cancelled when the container is deleted, which stops its watchers.
+    pub deleted: CancellationToken,
 }
 
 impl Container {

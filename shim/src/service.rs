@@ -6,14 +6,17 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use hull_proto::containerd::events::{TaskExecStarted, TaskExit, TaskStart};
+use hull_proto::containerd::events::{TaskExecStarted, TaskExit, TaskOom, TaskStart};
 use hull_proto::containerd::types::Envelope;
 use hull_proto::containerd::v1::types::Status;
 use hull_proto::events::{envelope, Publisher, TaskEvent};
+use hull_proto::ttrpc::Code;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tonic::Status as RpcStatus;
 
+use crate::logger::LoggerEnv;
+use crate::oom::MemoryCgroup;
 use crate::process::{Container, Process};
 use crate::reaper::Reaper;
 use crate::runtime::{read_pid_file, ProcessStdio, RuntimeError, SpawnOptions};
@@ -22,6 +25,12 @@ use crate::stdio::{attach_console, open_pipes, ConsoleSocket, ProcessIo};
 /// Time the init process's exit event waits for the exec processes' exits,
 /// which containerd expects first.
 const EXEC_EXIT_GRACE: Duration = Duration::from_secs(3);
+
+/// Retries of an event that containerd did not accept because it was
+/// unreachable. The n-th retry waits n seconds, as in containerd's shim
+/// publisher (`pkg/shim/publisher.go`), which covers about 15 s of
+/// containerd restarting.
+const PUBLISH_RETRIES: u32 = 5;
 
 /// Time allowed for the runtime to send the pty master after it created
 /// the process.
@@ -51,12 +60,9 @@ impl Service {
             while let Some(message) = queue.recv().await {
                 match message {
                     EventMessage::Event(envelope) => {
-                        let topic = envelope.topic.clone();
-                        tracing::debug!(topic, "publishing event");
+                        tracing::debug!(topic = envelope.topic, "publishing event");
                         if let Some(publisher) = &publisher {
-                            if let Err(error) = publisher.forward(envelope).await {
-                                tracing::error!(%error, topic, "failed to publish event");
-                            }
+                            forward_with_retries(publisher, envelope).await;
                         }
                     }
                     EventMessage::Flush(done) => {
@@ -123,9 +129,20 @@ impl Service {
         };
         let (stdio, mut io) = match console {
             Some(_) => (ProcessStdio::default(), ProcessIo::default()),
-            None => open_pipes(&process.stdio).map_err(|error| {
-                RpcStatus::internal(format!("failed to open stdio of {}: {error}", process.id()))
-            })?,
+            None => {
+                let env = LoggerEnv {
+                    container_id: &container.id,
+                    namespace: &self.namespace,
+                };
+                open_pipes(&process.stdio, &env, &self.reaper)
+                    .await
+                    .map_err(|error| {
+                        RpcStatus::internal(format!(
+                            "failed to open stdio of {}: {error}",
+                            process.id()
+                        ))
+                    })?
+            }
         };
         let options = SpawnOptions {
             pid_file,
@@ -286,6 +303,64 @@ impl Service {
                     .send_modify(|count| *count = count.saturating_sub(1));
             }
         });
+    }
+}
+
+impl Service {
+    /// Publishes TaskOOM for each OOM kill in the memory cgroup of the
+    /// container's init process, until the cgroup goes away or the
+    /// container is deleted. A container without a memory cgroup gets no
+    /// events, and the failure is logged.
+    pub fn watch_oom(self: &Arc<Self>, container: &Arc<Container>) {
+        let id = container.id.clone();
+        let watch = MemoryCgroup::of_process(container.init.pid())
+            .and_then(|cgroup| cgroup.watch().map(|watch| (cgroup, watch)));
+        let (cgroup, mut watch) = match watch {
+            Ok(found) => found,
+            Err(error) => {
+                tracing::warn!(%error, container = id, "OOM events are not watched");
+                return;
+            }
+        };
+        tracing::debug!(container = id, ?cgroup, "watching for OOM kills");
+        let service = self.clone();
+        let deleted = container.deleted.clone();
+        tokio::spawn(async move {
+            loop {
+                let fired = tokio::select! {
+                    fired = watch.next() => fired,
+                    _ = deleted.cancelled() => false,
+                };
+                if !fired {
+                    break;
+                }
+                tracing::info!(container = id, "OOM killer fired");
+                service.publish(&TaskOom {
+                    container_id: id.clone(),
+                });
+            }
+        });
+    }
+}
+
+/// Forwards `envelope`, retrying while containerd is unreachable. Later
+/// events wait behind it, so containerd receives events in order.
+async fn forward_with_retries(publisher: &Publisher, envelope: Envelope) {
+    let topic = envelope.topic.clone();
+    for attempt in 0..=PUBLISH_RETRIES {
+        if attempt > 0 {
+            tokio::time::sleep(Duration::from_secs(u64::from(attempt))).await;
+        }
+        let error = match publisher.forward(envelope.clone()).await {
+            Ok(()) => return,
+            Err(error) => error,
+        };
+        let retry = matches!(error.code(), Code::Unavailable | Code::DeadlineExceeded);
+        if !retry || attempt == PUBLISH_RETRIES {
+            tracing::error!(%error, topic, attempt, "failed to publish event, dropping it");
+            return;
+        }
+        tracing::warn!(%error, topic, attempt, "failed to publish event, retrying");
     }
 }
 

@@ -10,12 +10,14 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::unix::pipe;
 use tokio::net::UnixListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+use crate::logger::{self, Logger, LoggerEnv};
+use crate::reaper::Reaper;
 use crate::runtime::ProcessStdio;
 
 /// Directory of the short-lived console sockets. A unix socket path has at
@@ -40,6 +42,9 @@ pub struct ProcessIo {
     console: Option<OwnedFd>,
     /// The stdout and stderr copies.
     copies: Vec<JoinHandle<()>>,
+    /// The logging program of a `binary://` URI, which reads the output
+    /// pipes itself.
+    logger: Option<Logger>,
 }
 
 impl ProcessIo {
@@ -68,12 +73,27 @@ impl ProcessIo {
         for copy in self.copies.drain(..) {
             let _ = copy.await;
         }
+        if let Some(logger) = &mut self.logger {
+            logger.wait().await;
+        }
+    }
+
+    /// Stops the logging program, if any, that has not exited yet.
+    pub async fn stop_logger(&mut self) {
+        if let Some(logger) = self.logger.take() {
+            logger.stop().await;
+        }
     }
 }
 
 /// Creates the pipes for a process without a terminal: returns the ends for
-/// the runtime and starts the copies between the other ends and the FIFOs.
-pub fn open_pipes(paths: &StdioPaths) -> std::io::Result<(ProcessStdio, ProcessIo)> {
+/// the runtime and starts the copies between the other ends and the FIFOs,
+/// or the logging program of a `binary://` stdout URI.
+pub async fn open_pipes(
+    paths: &StdioPaths,
+    env: &LoggerEnv<'_>,
+    reaper: &Reaper,
+) -> std::io::Result<(ProcessStdio, ProcessIo)> {
     let mut stdio = ProcessStdio::default();
     let mut io = ProcessIo::default();
     if !paths.stdin.is_empty() {
@@ -84,6 +104,19 @@ pub fn open_pipes(paths: &StdioPaths) -> std::io::Result<(ProcessStdio, ProcessI
         io.stdin_close = Some(close);
         tokio::spawn(copy_stdin(fifo, writer, closed));
         stdio.stdin = Some(read);
+    }
+    if paths.stdout.starts_with(logger::SCHEME) {
+        // containerd passes the same URI for stdout and stderr, and one
+        // logger reads both.
+        let (stdout_read, stdout_write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
+        let (stderr_read, stderr_write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
+        let logger = Logger::start(&paths.stdout, stdout_read, stderr_read, env, reaper)
+            .await
+            .map_err(std::io::Error::other)?;
+        io.logger = Some(logger);
+        stdio.stdout = Some(stdout_write);
+        stdio.stderr = Some(stderr_write);
+        return Ok((stdio, io));
     }
     for (path, slot) in [
         (&paths.stdout, &mut stdio.stdout),
@@ -243,38 +276,53 @@ fn strip_fifo_scheme(path: &str) -> std::io::Result<&str> {
         return Ok(path);
     }
     if path.contains("://") {
-        // NOTE: binary:// log URIs (a logging program that the shim starts)
-        // are not supported.
+        // NOTE: binary:// log URIs work for processes without a terminal
+        // only.
         return Err(std::io::Error::new(
             std::io::ErrorKind::Unsupported,
-            format!("unsupported stdio URI {path}: use a FIFO path or file://"),
+            format!(
+                "unsupported stdio URI {path}: use a FIFO path, file://, or binary:// without a terminal"
+            ),
         ));
     }
     Ok(path)
 }
 
+/// Size of the buffer of one copy between a process and a FIFO. Each copy
+/// allocates it when data first arrives, so idle streams cost no buffer.
+const COPY_BUFFER_SIZE: usize = 32 * 1024;
+
 async fn copy_stdin(
-    mut fifo: pipe::Receiver,
+    fifo: pipe::Receiver,
     mut writer: pipe::Sender,
     mut closed: oneshot::Receiver<()>,
 ) {
-    let mut buffer = vec![0u8; 32 * 1024];
+    let mut buffer = Vec::new();
     loop {
         tokio::select! {
-            read = fifo.read(&mut buffer) => match read {
-                Ok(0) => break,
-                Ok(n) => {
-                    if writer.write_all(&buffer[..n]).await.is_err() {
+            ready = fifo.readable() => {
+                if let Err(error) = ready {
+                    tracing::warn!(%error, "failed to poll stdin FIFO");
+                    break;
+                }
+                buffer.resize(COPY_BUFFER_SIZE, 0);
+                match fifo.try_read(&mut buffer) {
+                    Ok(0) => break,
+                    Ok(n) => {
+                        if writer.write_all(&buffer[..n]).await.is_err() {
+                            break;
+                        }
+                    }
+                    Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {}
+                    Err(error) => {
+                        tracing::warn!(%error, "failed to read stdin FIFO");
                         break;
                     }
-                }
-                Err(error) => {
-                    tracing::warn!(%error, "failed to read stdin FIFO");
-                    break;
                 }
             },
             _ = &mut closed => {
                 // Copy what the client wrote before it asked to close.
+                buffer.resize(COPY_BUFFER_SIZE, 0);
                 while let Ok(n) = fifo.try_read(&mut buffer) {
                     if n == 0 || writer.write_all(&buffer[..n]).await.is_err() {
                         break;
@@ -303,11 +351,15 @@ impl Output {
 
 /// Copies until end-of-file. A pty master reports EIO once the last
 /// slave descriptor closes, which ends the copy like end-of-file.
-async fn copy_until_end<R>(mut reader: R, output: &mut Output) -> std::io::Result<()>
-where
-    R: AsyncRead + Unpin,
-{
-    let mut buffer = vec![0u8; 32 * 1024];
+async fn copy_until_end(mut reader: pipe::Receiver, output: &mut Output) -> std::io::Result<()> {
+    let ready = reader.readable().await;
+    if let Err(error) = ready {
+        if error.raw_os_error() == Some(libc::EIO) {
+            return Ok(());
+        }
+        return Err(error);
+    }
+    let mut buffer = vec![0u8; COPY_BUFFER_SIZE];
     loop {
         let n = match reader.read(&mut buffer).await {
             Ok(0) => return Ok(()),

@@ -88,6 +88,7 @@ impl TaskService {
             execs: Default::default(),
             lifecycle: Default::default(),
             running_execs: watch::Sender::new(0),
+            deleted: Default::default(),
         });
         let spawned = service
             .spawn_process(&container, &container.init, &bundle.join("init.pid"), None)
@@ -124,8 +125,7 @@ impl TaskService {
             pid,
         });
         service.watch_exit(container.clone(), container.init.clone());
-        // TODO: publish TaskOOM, by watching memory.oom_control through
-        // cgroup.event_control (v1) or memory.events (v2).
+        service.watch_oom(&container);
         tracing::info!(container = request.id, pid, "container created");
         Ok(pid)
     }
@@ -166,6 +166,7 @@ impl TaskService {
             let drained = tokio::time::timeout(OUTPUT_DRAIN_TIMEOUT, io.wait_output()).await;
             if drained.is_err() {
                 tracing::warn!(process = process.id(), "output copy did not finish");
+                io.stop_logger().await;
             }
             io.close_stdin();
         }
@@ -186,6 +187,7 @@ impl TaskService {
                 .lock()
                 .expect("container table lock poisoned")
                 .remove(&container.id);
+            container.deleted.cancel();
             service.publish(&TaskDelete {
                 container_id: container.id.clone(),
                 pid: response.pid,

@@ -1,95 +1,16 @@
 //! Drives the shim over its gRPC socket without containerd: create, start,
 //! exec, wait and delete a busybox container, and the errors of bad ids.
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+mod common;
 
-use hull_integration::callers::unmount_under;
+use common::ShimServer;
 use hull_integration::fixtures::busybox_rootfs;
-use hull_integration::{hull_binary, require_root, unique_id, Bundle};
-use hull_proto::containerd::task::v3::task_client::TaskClient;
+use hull_integration::{require_root, unique_id, Bundle};
 use hull_proto::containerd::task::v3::*;
 use hull_proto::containerd::types::Mount;
 use hull_proto::containerd::v1::types::Status;
 use hull_proto::io::containerd::cgroups::v1;
-use tonic::transport::Channel;
 use tonic::Code;
-
-const SHIM: &str = env!("CARGO_BIN_EXE_containerd-shim-hull-v2");
-
-/// hull's state directory for the test namespace: the shim's default,
-/// `/run/containerd/hull/<namespace>`.
-const RUNTIME_ROOT: &str = "/run/containerd/hull/hull-grpc-test";
-
-/// A shim server started with `-socket`, killed on drop if still running.
-struct ShimServer {
-    child: Child,
-    socket: PathBuf,
-    id: String,
-    bundle: PathBuf,
-}
-
-impl ShimServer {
-    fn start(bundle: &Path, id: &str) -> ShimServer {
-        let socket = PathBuf::from(format!("/run/hull/s/test-{}", unique_id("grpc")));
-        std::fs::create_dir_all("/run/hull/s").unwrap();
-        let child = Command::new(SHIM)
-            .args([
-                "-namespace",
-                "hull-grpc-test",
-                "-id",
-                id,
-                "-address",
-                "/dev/null",
-            ])
-            .arg("-socket")
-            .arg(&socket)
-            .current_dir(bundle)
-            .env_remove("TTRPC_ADDRESS")
-            .stdin(Stdio::null())
-            .spawn()
-            .expect("failed to start the shim");
-        ShimServer {
-            child,
-            socket,
-            id: id.to_owned(),
-            bundle: bundle.to_path_buf(),
-        }
-    }
-
-    async fn client(&self) -> TaskClient<Channel> {
-        let grpc = format!("{}.grpc", self.socket.display());
-        for _ in 0..100 {
-            if let Ok(channel) = hull_proto::grpc::connect_unix(&grpc).await {
-                return TaskClient::new(channel);
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        panic!("the shim did not listen on {grpc}");
-    }
-}
-
-impl Drop for ShimServer {
-    fn drop(&mut self) {
-        if matches!(self.child.try_wait(), Ok(None)) {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-        let _ = std::fs::remove_file(&self.socket);
-        let _ = std::fs::remove_file(format!("{}.grpc", self.socket.display()));
-        // A failed test can leave its container and rootfs mount behind.
-        let root = Path::new(RUNTIME_ROOT);
-        let _ = Command::new(hull_binary())
-            .arg("--root")
-            .arg(root)
-            .args(["delete", "--force", &self.id])
-            .stderr(Stdio::null())
-            .status();
-        unmount_under(&self.bundle);
-        let _ = std::fs::remove_dir(root);
-    }
-}
 
 fn exec_spec(args: &[&str]) -> prost_types::Any {
     let process = serde_json::json!({
@@ -165,6 +86,67 @@ async fn grpc_create_exec_wait_delete() {
     client.exec(exec.clone()).await.unwrap();
     let duplicate = client.exec(exec).await.unwrap_err();
     assert_eq!(duplicate.code(), Code::AlreadyExists, "{duplicate}");
+    let unknown = || "no-such-exec".to_owned();
+    let checks = [
+        client
+            .state(StateRequest {
+                id: id.clone(),
+                exec_id: unknown(),
+            })
+            .await
+            .map(drop),
+        client
+            .start(StartRequest {
+                id: id.clone(),
+                exec_id: unknown(),
+            })
+            .await
+            .map(drop),
+        client
+            .kill(KillRequest {
+                id: id.clone(),
+                exec_id: unknown(),
+                signal: 9,
+                all: false,
+            })
+            .await
+            .map(drop),
+        client
+            .delete(DeleteRequest {
+                id: id.clone(),
+                exec_id: unknown(),
+            })
+            .await
+            .map(drop),
+        client
+            .wait(WaitRequest {
+                id: id.clone(),
+                exec_id: unknown(),
+            })
+            .await
+            .map(drop),
+        client
+            .resize_pty(ResizePtyRequest {
+                id: id.clone(),
+                exec_id: unknown(),
+                width: 80,
+                height: 24,
+            })
+            .await
+            .map(drop),
+        client
+            .close_io(CloseIoRequest {
+                id: id.clone(),
+                exec_id: unknown(),
+                stdin: true,
+            })
+            .await
+            .map(drop),
+    ];
+    for (index, result) in checks.into_iter().enumerate() {
+        let error = result.expect_err("a request for an unknown exec id succeeded");
+        assert_eq!(error.code(), Code::NotFound, "request {index}: {error}");
+    }
     client
         .start(StartRequest {
             id: id.clone(),

@@ -2,90 +2,19 @@
 //! against a private containerd whose `PATH` starts with the directory of
 //! the built `containerd-shim-hull-v2` and `hull`.
 
-use std::io::Read;
 use std::path::PathBuf;
-use std::process::Stdio;
 use std::time::Duration;
 
-use hull_integration::callers::{run_command, Containerd, BUSYBOX_IMAGE};
+use hull_integration::callers::BUSYBOX_IMAGE;
 use hull_integration::pty::{self, PtySession};
-use hull_integration::{hull_binary, require_root, require_tools, unique_id, Output};
+use hull_integration::{require_root, require_tools, unique_id};
 
-const RUNTIME: &str = "io.containerd.hull.v2";
+mod events;
+mod fixture;
+mod logging;
+mod restart;
 
-/// Returns the directory of the built shim and hull binaries.
-fn binary_dir() -> PathBuf {
-    let hull = hull_binary();
-    let dir = hull.parent().unwrap().to_path_buf();
-    assert!(
-        dir.join("containerd-shim-hull-v2").is_file(),
-        "containerd-shim-hull-v2 not found in {}: run `cargo build` first",
-        dir.display()
-    );
-    dir
-}
-
-struct Fixture {
-    containerd: Containerd,
-}
-
-impl Fixture {
-    fn start() -> Fixture {
-        let containerd = Containerd::start_with_path(&[binary_dir()]);
-        containerd.import_busybox();
-        Fixture { containerd }
-    }
-
-    fn ctr(&self, args: &[&str]) -> Output {
-        let mut command = self.containerd.ctr();
-        command.args(args);
-        run_command(command, Duration::from_secs(120))
-    }
-
-    /// Runs `ctr` and fails with its output and containerd's log unless it
-    /// succeeds.
-    fn ctr_ok(&self, args: &[&str]) -> Output {
-        let output = self.ctr(args);
-        assert!(
-            output.success(),
-            "{output}\ncontainerd log:\n{}",
-            self.containerd.log()
-        );
-        output
-    }
-
-    fn wait_for_status(&self, id: &str, status: &str) {
-        for _ in 0..100 {
-            let output = self.ctr(&["task", "ls"]);
-            if output
-                .stdout
-                .lines()
-                .any(|line| line.starts_with(id) && line.contains(status))
-            {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        panic!("task {id} did not reach {status}");
-    }
-}
-
-/// Removes the tasks and containers a failed test left, so that their shims
-/// shut down before containerd stops.
-impl Drop for Fixture {
-    fn drop(&mut self) {
-        let tasks = self.ctr(&["task", "ls", "-q"]);
-        for id in tasks.stdout.lines() {
-            let _ = self.ctr(&["task", "delete", "--force", id]);
-        }
-        let containers = self.ctr(&["containers", "ls", "-q"]);
-        for id in containers.stdout.lines() {
-            let _ = self.ctr(&["containers", "delete", id]);
-        }
-        let root = PathBuf::from("/run/containerd/hull").join(self.containerd.namespace());
-        let _ = std::fs::remove_dir(root);
-    }
-}
+use fixture::{Fixture, RUNTIME};
 
 #[test]
 fn shim_run_prints_and_exits() {
@@ -205,58 +134,6 @@ fn shim_task_commands() {
     );
     fixture.ctr_ok(&["task", "delete", &id]);
     fixture.ctr_ok(&["container", "delete", &id]);
-}
-
-#[test]
-fn shim_events_in_containerd_order() {
-    require_root!();
-    require_tools!("containerd", "ctr", "umoci");
-    let fixture = Fixture::start();
-    let mut events = fixture.containerd.ctr();
-    events
-        .arg("events")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null());
-    let mut events = events.spawn().unwrap();
-    std::thread::sleep(Duration::from_millis(500));
-
-    let id = unique_id("shim");
-    fixture.ctr_ok(&[
-        "run",
-        "--rm",
-        "--runtime",
-        RUNTIME,
-        BUSYBOX_IMAGE,
-        &id,
-        "true",
-    ]);
-    std::thread::sleep(Duration::from_millis(500));
-    let _ = events.kill();
-    let _ = events.wait();
-    let mut text = String::new();
-    events
-        .stdout
-        .take()
-        .unwrap()
-        .read_to_string(&mut text)
-        .unwrap();
-
-    let topics: Vec<&str> = text
-        .lines()
-        .filter(|line| line.contains(&id) || line.contains("/tasks/"))
-        .filter_map(|line| line.split_whitespace().nth(5))
-        .filter(|topic| topic.starts_with("/tasks/"))
-        .collect();
-    assert_eq!(
-        topics,
-        [
-            "/tasks/create",
-            "/tasks/start",
-            "/tasks/exit",
-            "/tasks/delete"
-        ],
-        "events:\n{text}"
-    );
 }
 
 #[test]
