@@ -2,15 +2,9 @@
 
 use std::fs;
 
-use super::Global;
+use super::{Format, Global};
 use crate::container::{Container, OciState};
 use crate::{Error, Result};
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Format {
-    Table,
-    Json,
-}
 
 #[derive(Debug, clap::Args)]
 pub struct Args {

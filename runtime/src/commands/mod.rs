@@ -21,6 +21,13 @@ pub mod update;
 
 use std::path::PathBuf;
 
+/// Output format of `list` and `ps`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    Table,
+    Json,
+}
+
 /// Flags that apply to every subcommand.
 #[derive(Debug, Clone, clap::Args)]
 pub struct Global {

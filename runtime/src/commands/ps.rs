@@ -3,15 +3,9 @@
 
 use std::process::Command;
 
-use super::Global;
+use super::{Format, Global};
 use crate::container::Container;
 use crate::{Error, Result};
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Format {
-    Table,
-    Json,
-}
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
