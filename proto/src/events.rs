@@ -58,7 +58,7 @@ task_events! {
 /// such as `containerd.events.TaskExit`.
 ///
 /// containerd 1.6 resolves type URLs with typeurl 1.0, which finds a
-/// message by its bare name only; containerd 2.x accepts this form too.
+/// message by its bare name only. containerd 2.x accepts this form too.
 pub fn to_any<M: Message + Name>(message: &M) -> prost_types::Any {
     prost_types::Any {
         type_url: M::full_name(),

@@ -15,7 +15,7 @@ use nix::sys::termios::{tcgetattr, tcsetattr, OutputFlags, SetArg};
 use crate::error::Context;
 use crate::{Error, Result};
 
-/// Connects to the caller's console socket; done by the runtime before the
+/// Connects to the caller's console socket. The runtime calls it before the
 /// init is cloned, so that a wrong path fails before anything is created.
 pub fn connect(path: &Path) -> Result<OwnedFd> {
     let stream = UnixStream::connect(path)
@@ -24,10 +24,10 @@ pub fn connect(path: &Path) -> Result<OwnedFd> {
 }
 
 /// Makes the pty, sends its master over `socket`, and makes the slave the
-/// calling process's stdio and controlling terminal; with `bind_console`
-/// (the init's terminal) also bind-mounts it on `/dev/console`. Runs in the init after
-/// the switch to the container's root, so the pty comes from the
-/// container's devpts.
+/// calling process's stdio and controlling terminal. With `bind_console`
+/// (the init's terminal), it also bind-mounts the slave on `/dev/console`.
+/// Runs in the init after the switch to the container's root, so the pty
+/// comes from the container's devpts.
 pub fn setup(socket: OwnedFd, size: Option<(u16, u16)>, bind_console: bool) -> Result<()> {
     let master = posix_openpt(OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC)
         .context(|| "open /dev/ptmx".into())?;
@@ -77,7 +77,7 @@ pub fn setup(socket: OwnedFd, size: Option<(u16, u16)>, bind_console: bool) -> R
     drop(socket);
 
     nix::unistd::setsid().context(|| "setsid".into())?;
-    // SAFETY: TIOCSCTTY takes an int argument; the fd is open.
+    // SAFETY: TIOCSCTTY takes an int argument, and the fd is open.
     if unsafe { libc::ioctl(slave.as_raw_fd(), libc::TIOCSCTTY, 0) } != 0 {
         return Err(Error::io(
             "make the console the controlling terminal",
@@ -159,7 +159,7 @@ pub fn receive_master(socket: &OwnedFd) -> Result<OwnedFd> {
     ))
 }
 
-/// Copies the window size of `from` onto `to`; both are terminals.
+/// Copies the window size of `from` onto `to`, which must both be terminals.
 pub fn copy_window_size(from: i32, to: i32) {
     let mut size = libc::winsize {
         ws_row: 0,
@@ -168,7 +168,7 @@ pub fn copy_window_size(from: i32, to: i32) {
         ws_ypixel: 0,
     };
     // SAFETY: TIOCGWINSZ writes a winsize into the live local, and
-    // TIOCSWINSZ reads it; a descriptor that is not a terminal fails both.
+    // TIOCSWINSZ reads it. A descriptor that is not a terminal fails both.
     unsafe {
         if libc::ioctl(from, libc::TIOCGWINSZ, &mut size) == 0 {
             libc::ioctl(to, libc::TIOCSWINSZ, &size);

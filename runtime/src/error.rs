@@ -59,7 +59,7 @@ pub enum Error {
     Message(String),
 }
 
-/// The text of an I/O error without Rust's " (os error N)" suffix.
+/// Returns the text of an I/O error without Rust's " (os error N)" suffix.
 fn io_text(error: &io::Error) -> String {
     match error.raw_os_error() {
         Some(code) => nix::errno::Errno::from_raw(code).desc().to_string(),

@@ -23,8 +23,9 @@ pub const FILE: &str = "exec.sock";
 /// Largest error message the init sends back.
 const MAX_MESSAGE: usize = 16 * 1024;
 
-/// A short path to `FILE` in `dir` through an open descriptor of `dir`: a
-/// socket path must fit in 108 bytes, and state paths can be longer.
+/// Returns a short path to `FILE` in `dir` through an open descriptor of
+/// `dir`, because a socket path must fit in 108 bytes and state paths can
+/// be longer.
 fn short_address(dir: &File) -> Result<UnixAddr> {
     let path = format!("/proc/self/fd/{}/{FILE}", dir.as_raw_fd());
     UnixAddr::new(path.as_str()).context(|| format!("socket address {path}"))
@@ -44,7 +45,7 @@ fn seqpacket() -> Result<OwnedFd> {
     .context(|| "create the exec socket".into())
 }
 
-/// Creates the listening socket in `dir`; the init inherits it.
+/// Creates the listening socket in `dir`, which the init inherits.
 pub fn listen_in(dir: &Path) -> Result<OwnedFd> {
     let handle = open_dir(dir)?;
     let listener = seqpacket()?;
@@ -55,7 +56,7 @@ pub fn listen_in(dir: &Path) -> Result<OwnedFd> {
     Ok(listener)
 }
 
-/// Blocks until `start` connects; returns the connection.
+/// Blocks until `start` connects, and returns the connection.
 pub fn accept_start(listener: &OwnedFd) -> Result<OwnedFd> {
     loop {
         match accept4(listener.as_raw_fd(), SockFlag::SOCK_CLOEXEC) {
@@ -110,7 +111,7 @@ pub fn start(dir: &Path) -> Result<()> {
     ))
 }
 
-/// Path of the socket in `dir`.
+/// Returns the path of the socket in `dir`.
 pub fn path_in(dir: &Path) -> PathBuf {
     dir.join(FILE)
 }

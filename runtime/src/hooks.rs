@@ -193,15 +193,16 @@ fn run_one(hook: &Hook, input: &[u8], cwd: Option<&Path>) -> std::result::Result
     }
 }
 
-/// The description of a signal in lower case, such as "bad system call".
+/// Returns the description of a signal in lower case, such as "bad system
+/// call".
 fn signal_text(signal: i32) -> String {
     // SAFETY: strsignal returns a pointer to a static or thread-local
-    // string, read at once; the runtime is single-threaded.
+    // string, read at once, and the runtime is single-threaded.
     let text = unsafe { std::ffi::CStr::from_ptr(libc::strsignal(signal)) };
     text.to_string_lossy().to_lowercase()
 }
 
-/// Waits for `child`; `Ok(None)` when `timeout` passed first.
+/// Waits for `child`, and returns `Ok(None)` when `timeout` passed first.
 fn wait_with_timeout(
     child: &mut std::process::Child,
     timeout: Option<Duration>,

@@ -1,7 +1,7 @@
 //! hull: a runc-compatible OCI runtime.
 //!
-//! The library holds every piece of the runtime; `main.rs` only parses the
-//! command line and dispatches to [`commands`].
+//! The library contains every piece of the runtime. `main.rs` only parses
+//! the command line and dispatches to [`commands`].
 
 pub mod capabilities;
 pub mod cgroups;

@@ -12,7 +12,7 @@ use crate::signal::SignalNumber;
 use crate::state::Lock;
 use crate::{Error, Result};
 
-/// How long `delete` waits for killed processes to die.
+/// Maximum time `delete` waits for killed processes to die.
 const KILL_WAIT: Duration = Duration::from_secs(10);
 
 fn hook_state<'a>(container: &'a Container, status: &'a str, pid: Option<i32>) -> HookState<'a> {
@@ -106,7 +106,7 @@ pub fn delete(container: &Container, force: bool) -> Result<()> {
             let _ = kill(Pid::from_raw(container.state.init_pid), Signal::SIGKILL);
         }
         if own_pid_namespace {
-            // The init's death ends its pid namespace; other processes in
+            // The init's death ends its pid namespace, and other processes in
             // a shared cgroup are not the container's. A frozen init only
             // dies once thawed.
             if container.state.cgroup.is_frozen().unwrap_or(false) {
@@ -158,7 +158,7 @@ fn wait_until_dead(container: &Container) -> Result<()> {
 pub fn destroy(container: &Container) -> Result<()> {
     let cgroup = &container.state.cgroup;
     match cgroup.pids() {
-        // Another container shares the cgroup; it stays for that one.
+        // Another container shares the cgroup, so it stays for that one.
         Ok(pids) if !pids.is_empty() => tracing::warn!(
             "cgroup {} of container {} still has {} process(es): left in place",
             cgroup.path,

@@ -116,7 +116,7 @@ impl<S: Subscriber> Layer<S> for LogLayer {
     }
 }
 
-/// Where errors of the command go besides the log.
+/// Destination of the command's errors besides the log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorEcho {
     /// The log is stderr already.

@@ -218,8 +218,8 @@ fn normalise(args: impl Iterator<Item = String>) -> Vec<String> {
     out
 }
 
-/// Exit status of a command line that does not parse, as runc's: 0 for
-/// help, 3 for an unknown command, 1 for other usage errors.
+/// Returns the exit status of a command line that does not parse, as runc
+/// does: 0 for help, 3 for an unknown command, 1 for other usage errors.
 fn usage_exit_code(kind: clap::error::ErrorKind) -> u8 {
     use clap::error::ErrorKind;
     match kind {

@@ -48,8 +48,9 @@ fn flag(kind: LinuxNamespaceType) -> CloneFlags {
     CloneFlags::from_bits_retain(kind as i32)
 }
 
-/// Join order: the user namespace first, because it decides the rights
-/// for joining the others; the mount namespace last but for cgroup.
+/// Returns the join order rank: the user namespace first, because it decides the rights
+/// for joining the others. The mount namespace comes last except for
+/// cgroup.
 fn join_rank(kind: LinuxNamespaceType) -> u8 {
     match kind {
         LinuxNamespaceType::User => 0,
@@ -156,7 +157,7 @@ impl Namespaces {
     }
 
     /// Joins every namespace but pid, then unshares the new ones that a
-    /// joined user namespace must own; runs in the init.
+    /// joined user namespace must own. Runs in the init.
     pub fn join_others(&self) -> Result<()> {
         for (kind, fd) in &self.join {
             if *kind != LinuxNamespaceType::Pid {
@@ -176,7 +177,7 @@ impl Namespaces {
     }
 
     /// Makes the new time namespace for the init cloned next and writes its
-    /// clock offsets; the calling process stays in its own.
+    /// clock offsets. The calling process stays in its own.
     pub fn create_time(&self, spec: &Spec) -> Result<()> {
         if !self.new_time {
             return Ok(());

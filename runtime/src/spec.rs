@@ -161,7 +161,7 @@ pub fn check(spec: &Spec) -> Result<()> {
             crate::process::attributes::check_personality(personality)?;
         }
         if linux.intel_rdt().is_some() {
-            // TODO: resctrl groups for Intel RDT; this hardware has none to
+            // TODO: resctrl groups for Intel RDT, untested because this hardware has none to
             // test them on.
             let why = if std::path::Path::new("/sys/fs/resctrl/info").exists() {
                 "hull does not manage resctrl groups yet"
@@ -209,7 +209,7 @@ pub fn check_user(user: &oci_spec::runtime::User) -> Result<()> {
     Ok(())
 }
 
-/// Every hook of the spec, of all kinds.
+/// Returns every hook of the spec, of all kinds.
 pub fn all_hooks(spec: &Spec) -> impl Iterator<Item = &oci_spec::runtime::Hook> {
     let hooks = spec.hooks().as_ref();
     [

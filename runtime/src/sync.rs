@@ -23,7 +23,7 @@ const MAX_MESSAGE: usize = 64 * 1024;
 pub enum Message {
     /// Runtime to init: the init is in its cgroup, go on.
     Go,
-    /// Init to runtime: namespaces and mounts are ready; run the
+    /// Init to runtime: namespaces and mounts are ready, so run the
     /// `prestart` and `createRuntime` hooks.
     RunHooks,
     /// Runtime to init: the hooks succeeded.
@@ -58,7 +58,7 @@ pub fn pair() -> Result<(Channel, Channel)> {
 }
 
 impl Channel {
-    /// The socket, for a child process that must keep it across exec.
+    /// Returns the socket, for a child process that must keep it across exec.
     pub fn fd(&self) -> std::os::fd::BorrowedFd<'_> {
         std::os::fd::AsFd::as_fd(&self.fd)
     }
@@ -95,14 +95,14 @@ impl Channel {
         }
     }
 
-    /// Receives the next message; `None` when the peer closed its end. An
+    /// Receives the next message, or `None` when the peer closed its end. An
     /// attached fd is closed.
     pub fn recv(&self) -> Result<Option<Message>> {
         Ok(self.recv_with_fd()?.map(|(message, _fd)| message))
     }
 
     /// Receives the next message with the fd attached to it, if any, made
-    /// close-on-exec; `None` when the peer closed its end.
+    /// close-on-exec, or `None` when the peer closed its end.
     pub fn recv_with_fd(&self) -> Result<Option<(Message, Option<OwnedFd>)>> {
         let mut buffer = vec![0u8; MAX_MESSAGE];
         let mut space = nix::cmsg_space!([RawFd; 1]);

@@ -86,7 +86,7 @@ pub fn close_fds_except(first: RawFd, keep: &[RawFd]) -> std::io::Result<()> {
             } else {
                 (fd - 1) as u32
             };
-            // SAFETY: close_range closes descriptors this process owns; the
+            // SAFETY: close_range closes descriptors this process owns, and the
             // ones still in use are outside the range.
             let rc = unsafe { libc::syscall(libc::SYS_close_range, start as u32, last, 0u32) };
             if rc != 0 {

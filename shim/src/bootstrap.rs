@@ -9,7 +9,7 @@
 //! and the socket as fd 3, writes the address to the bundle's `address`
 //! file (read when containerd restarts) and prints it. containerd 1.7 and
 //! 2.x also accept a JSON bootstrap result, which containerd 2.x needs for
-//! task API version 3; `start` prints it when `MAX_SHIM_VERSION` is 3 or
+//! task API version 3. `start` prints it when `MAX_SHIM_VERSION` is 3 or
 //! more.
 
 use std::io::{Read, Write};
@@ -70,7 +70,7 @@ pub enum BootstrapError {
     Options(#[from] crate::options::OptionsError),
 }
 
-/// 64-bit FNV-1a hash of `data`, starting from `seed` mixed into the offset
+/// Computes the 64-bit FNV-1a hash of `data`, starting from `seed` mixed into the offset
 /// basis.
 pub fn fnv1a(data: &[u8], seed: u64) -> u64 {
     let mut hash = 0xcbf2_9ce4_8422_2325_u64 ^ seed;

@@ -15,7 +15,7 @@ pub struct Flags {
     /// because this shim publishes over `TTRPC_ADDRESS`.
     pub publish_binary: String,
     pub bundle: Option<PathBuf>,
-    /// Path of the listening socket in serve mode; empty means fd 3.
+    /// Path of the listening socket in serve mode. An empty path means fd 3.
     pub socket: Option<String>,
     pub debug: bool,
     pub version: bool,

@@ -264,7 +264,7 @@ impl Service {
         let exited = self.reaper.claim(process.pid() as i32);
         let service = self.clone();
         tokio::spawn(async move {
-            // A dropped claim means the reaper stopped; report the process
+            // A dropped claim means the reaper stopped, so report the process
             // as killed.
             let status = exited.await.unwrap_or(128 + libc::SIGKILL as u32);
             let is_init = process.exec_id.is_empty();

@@ -321,7 +321,7 @@ async fn copy_stdin(
                 }
             },
             _ = &mut closed => {
-                // Copy what the client wrote before it asked to close.
+                // Copy what the client wrote before it requested the close.
                 buffer.resize(COPY_BUFFER_SIZE, 0);
                 while let Ok(n) = fifo.try_read(&mut buffer) {
                     if n == 0 || writer.write_all(&buffer[..n]).await.is_err() {

@@ -138,7 +138,7 @@ impl TaskService {
         match process.status() {
             Status::Stopped => {}
             Status::Created if is_init => {
-                // The init process still waits for start; the runtime's
+                // The init process still waits for start, and the runtime's
                 // delete kills it.
                 container
                     .runtime

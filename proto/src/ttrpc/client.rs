@@ -52,7 +52,7 @@ struct Inner {
     /// whole or not at all, so a cancelled call never leaves half a frame on
     /// the connection.
     outgoing: mpsc::Sender<Vec<u8>>,
-    /// Calls waiting for a response by stream id; `None` once the
+    /// Calls waiting for a response by stream id, or `None` once the
     /// connection is closed.
     pending: PendingCalls,
     next_stream_id: AtomicU32,
@@ -152,7 +152,7 @@ impl Client {
                 .await
                 .map_err(|_| {
                     Status::deadline_exceeded(format!(
-                        "{service}/{method} did not answer within {timeout:?}"
+                        "{service}/{method} timed out after {timeout:?} without a response"
                     ))
                 })??,
             None => exchange.await?,

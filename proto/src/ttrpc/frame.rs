@@ -8,7 +8,7 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 /// Size of a frame header in bytes.
 pub const HEADER_LEN: usize = 10;
 
-/// Maximum data length of one frame (4 MiB); longer frames are rejected.
+/// Maximum data length of one frame (4 MiB). Longer frames are rejected.
 pub const MAX_DATA_LEN: u32 = 4 << 20;
 
 /// Flag of a request or data frame: the sender sends no more data on the stream.
@@ -27,7 +27,7 @@ pub enum MessageType {
     Response,
     /// Carries stream data.
     Data,
-    /// A type this implementation does not know; its data is skipped.
+    /// A type this implementation does not recognize. Its data is skipped.
     Unknown(u8),
 }
 

@@ -178,8 +178,8 @@ pub enum CgroupPath {
     Relative(PathBuf),
 }
 
-/// Checks `linux.cgroupsPath` and turns it into a [`CgroupPath`]; without
-/// a path the container id names a cgroup below the caller's own.
+/// Checks `linux.cgroupsPath` and turns it into a [`CgroupPath`]. Without
+/// a path, the container id names a cgroup below the caller's own.
 ///
 /// `.` and `..` components are resolved lexically. A path whose `..`
 /// components climb above its start is rejected, and so is the systemd

@@ -50,7 +50,7 @@ pub struct CpuUsage {
     pub user: u64,
 }
 
-/// CFS bandwidth throttling; `throttledTime` is in nanoseconds.
+/// CFS bandwidth throttling. `throttledTime` is in nanoseconds.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Throttling {
@@ -245,7 +245,7 @@ pub fn parse_key_values(path: &Path, text: &str) -> Result<BTreeMap<String, u64>
     Ok(values)
 }
 
-/// Huge page sizes the kernel supports, in the names of the hugetlb files
+/// Lists the huge page sizes the kernel supports, in the names of the hugetlb files
 /// (`2MB`, `1GB`), from the directories of `/sys/kernel/mm/hugepages`.
 pub fn huge_page_sizes() -> Vec<String> {
     let Ok(entries) = std::fs::read_dir("/sys/kernel/mm/hugepages") else {

@@ -89,7 +89,7 @@ fn read_memory(
         max: read_optional_counter(dir, "memory.peak")?.unwrap_or(0),
         failcnt: 0,
     };
-    // v2 counts swap alone; the v1 shape wants memory plus swap.
+    // v2 counts swap alone, but the v1 shape expects memory plus swap.
     if let Some(swap) = read_optional_counter(dir, "memory.swap.current")? {
         let swap_limit = read_counter(dir, "memory.swap.max")?;
         memory.swap = combine_swap(&memory.usage, swap, swap_limit);
@@ -100,7 +100,7 @@ fn read_memory(
 }
 
 /// Builds the v1-style memory+swap entry from v2's memory and swap-only
-/// counters. An unlimited swap stays unlimited; the peak is unknown (0).
+/// counters. An unlimited swap stays unlimited. The peak is unknown (0).
 pub fn combine_swap(memory: &MemoryEntry, swap_usage: u64, swap_limit: u64) -> MemoryEntry {
     let limit = if swap_limit == u64::MAX {
         u64::MAX
@@ -130,7 +130,7 @@ pub fn apply_cpu_stat(values: &BTreeMap<String, u64>, stats: &mut Stats) {
 
 /// Parses `io.stat`: one line per device, `MAJOR:MINOR KEY=VALUE...`.
 /// Bytes and operations go to the v1 tables as `Read` and `Write`
-/// entries; other keys (discards) have no v1 table and are skipped.
+/// entries. Other keys (discards) have no v1 table and are skipped.
 pub fn parse_io_stat(path: &Path, text: &str) -> Result<Blkio, CgroupError> {
     let malformed = |line: &str| CgroupError::Parse {
         path: path.to_path_buf(),

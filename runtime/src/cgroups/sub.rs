@@ -3,7 +3,7 @@
 //!
 //! Each `--cgroup` value is `PATH`, for every hierarchy, or
 //! `CONTROLLER[,CONTROLLER...]:PATH`, for the named v1 controllers. `PATH`
-//! is relative to the container's cgroup; `/` is the container's cgroup
+//! is relative to the container's cgroup, and `/` is the container's cgroup
 //! itself.
 
 use std::collections::BTreeMap;

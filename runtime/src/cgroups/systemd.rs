@@ -26,7 +26,7 @@ impl SystemdPath {
     }
 }
 
-/// Parses `slice:prefix:name`; without a path, the container gets
+/// Parses `slice:prefix:name`. Without a path, the container gets
 /// `system.slice:hull:ID`.
 pub fn parse(path: Option<&str>, id: &str) -> Result<SystemdPath, CgroupError> {
     let invalid = |path: &str, reason: &str| CgroupError::InvalidPath {

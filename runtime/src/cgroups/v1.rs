@@ -37,7 +37,7 @@ pub fn create(dirs: &BTreeMap<String, CgroupDir>) -> Result<(), CgroupError> {
         if name == "cpuset" {
             let cpuset =
                 CpuSetController::new(cgroup.dir.clone(), cgroup.mount_point.clone(), false);
-            // `create` runs the parent copy; it logs copy errors only, so
+            // `create` runs the parent copy but only logs copy errors, so
             // the result is checked below.
             cpuset
                 .create()

@@ -123,7 +123,7 @@ pub fn create(cgroup: &CgroupDir, enable_controllers: bool) -> Result<(), Cgroup
 }
 
 /// Enables the controllers of `dir` for its children. Controllers that the
-/// kernel refuses one by one, such as when `dir` has processes of its own,
+/// kernel rejects one by one, such as when `dir` has processes of its own,
 /// are skipped, so the limits that need them fail later with a clear error.
 fn enable_subtree_controllers(dir: &Path) -> Result<(), CgroupError> {
     let available = read_file(dir, "cgroup.controllers")?;
@@ -332,7 +332,7 @@ fn apply_cpu(dir: &Path, cpu: &LinuxCpu) -> Result<(), CgroupError> {
 }
 
 /// Applies blkio values to the io controller. With BFQ, `io.bfq.weight`
-/// takes the v1 weight unchanged; otherwise `io.weight` takes it converted.
+/// takes the v1 weight unchanged. Otherwise, `io.weight` takes it converted.
 /// Leaf weights have no v2 equivalent and are ignored.
 fn apply_io(dir: &Path, block_io: &LinuxBlockIo) -> Result<(), CgroupError> {
     let resource = "linux.resources.blockIO";

@@ -1,5 +1,5 @@
-//! `hull delete ID`: removes a stopped or created container; with
-//! `--force` also a running or paused one, after killing it.
+//! `hull delete ID`: removes a stopped or created container. With
+//! `--force`, it also removes a running or paused one, after killing it.
 
 use super::Global;
 use crate::container::Container;

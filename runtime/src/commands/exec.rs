@@ -1,6 +1,6 @@
 //! `hull exec ID COMMAND [ARGS...]` or `hull exec --process FILE ID`: runs
 //! a new process in a running container. In the foreground it waits for
-//! the process and exits with its status; a failure to start it exits 255,
+//! the process and exits with its status. A failure to start it exits 255,
 //! as runc does.
 
 use std::path::PathBuf;
@@ -45,10 +45,10 @@ pub struct Args {
     /// Write the process's pid to this file
     #[arg(long)]
     pub pid_file: Option<PathBuf>,
-    /// SELinux label for the process (accepted; SELinux is not supported)
+    /// SELinux label for the process (accepted but ignored, because SELinux is not supported)
     #[arg(long)]
     pub process_label: Option<String>,
-    /// AppArmor profile for the process (accepted; AppArmor is not supported)
+    /// AppArmor profile for the process (accepted but ignored, because AppArmor is not supported)
     #[arg(long)]
     pub apparmor: Option<String>,
     /// Set no_new_privs on the process
@@ -183,7 +183,7 @@ fn parse_process_file(text: &str) -> serde_json::Result<Process> {
     serde_json::from_value(value)
 }
 
-/// Parses `UID[:GID]`; the group defaults to 0 as in runc.
+/// Parses `UID[:GID]`. The group defaults to 0 as in runc.
 fn parse_user(user: &str) -> Result<(u32, u32)> {
     let invalid = || {
         Error::Spec(format!(

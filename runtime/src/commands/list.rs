@@ -16,7 +16,7 @@ pub struct Args {
     pub quiet: bool,
 }
 
-/// Loads every container under `root`; ids without a record (a create in
+/// Loads every container under `root`. Ids without a record (a create in
 /// progress, or one that failed midway) are skipped.
 fn containers(global: &Global) -> Result<Vec<OciState>> {
     let entries = match fs::read_dir(&global.root) {

@@ -22,7 +22,7 @@ pub struct Args {
 pub fn run(global: &Global, args: &Args) -> Result<i32> {
     let container = Container::load(&global.root, &args.id)?;
     // A stopped container keeps its cgroup until `delete`, so the list is
-    // empty, or holds processes that outlived an init that shared the
+    // empty, or contains processes that outlived an init that shared the
     // host's pid namespace.
     let pids = container.state.cgroup.pids()?;
     if args.format == Format::Json {

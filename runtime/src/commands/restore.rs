@@ -1,6 +1,6 @@
 //! `hull restore ID`: recreates a container from a checkpoint. In the
 //! foreground it waits for the restored init like `run` and deletes the
-//! container when it exits; with `--detach` it returns at once.
+//! container when it exits. With `--detach`, it returns at once.
 
 use std::path::PathBuf;
 

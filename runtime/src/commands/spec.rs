@@ -21,8 +21,9 @@ pub struct Args {
 
 const CAPABILITIES: [&str; 3] = ["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"];
 
-/// The default configuration; `rootless` maps the caller's uid and gid to
-/// root in a user namespace and drops what an unprivileged user cannot do.
+/// Returns the default configuration. With `rootless`, it maps the caller's
+/// uid and gid to root in a user namespace and drops what an unprivileged
+/// user cannot do.
 pub fn default_spec(rootless: bool) -> Value {
     let mut spec = json!({
         "ociVersion": crate::OCI_VERSION,

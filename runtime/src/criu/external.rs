@@ -28,7 +28,7 @@ fn mount_option(key: &Path, value: &Path) -> String {
     format!("mnt[{}]:{}", key.display(), value.display())
 }
 
-/// The bind mounts of the spec as (destination, source).
+/// Returns the bind mounts of the spec as (destination, source).
 fn bind_mounts(spec: &Spec) -> Vec<(PathBuf, PathBuf)> {
     let mounts = spec.mounts().clone().unwrap_or_default();
     mounts
@@ -57,7 +57,7 @@ fn namespace_entries(spec: &Spec) -> Vec<(LinuxNamespaceType, Option<PathBuf>)> 
     list.iter().map(|n| (n.typ(), n.path().clone())).collect()
 }
 
-/// The v1 hierarchies bind-mounted below a `type: cgroup` mount, as
+/// Returns the v1 hierarchies bind-mounted below a `type: cgroup` mount, as
 /// (destination in the container, container's cgroup on the host). Only a
 /// container without a cgroup namespace on a v1 or hybrid host gets them.
 fn cgroup_binds(spec: &Spec, cgroup: &Manager) -> Vec<(PathBuf, PathBuf)> {
@@ -80,8 +80,8 @@ fn cgroup_binds(spec: &Spec, cgroup: &Manager) -> Vec<(PathBuf, PathBuf)> {
     binds.into_iter().collect()
 }
 
-/// The masked paths that are files, so hull bind-mounted `/dev/null` on
-/// them. `is_file` tells whether a path is a file in the container.
+/// Returns the masked paths that are files, so hull bind-mounted `/dev/null`
+/// on them. `is_file` returns whether a path is a file in the container.
 fn masked_files(spec: &Spec, is_file: &dyn Fn(&Path) -> bool) -> Vec<PathBuf> {
     let masked = spec
         .linux()
@@ -95,8 +95,8 @@ fn masked_files(spec: &Spec, is_file: &dyn Fn(&Path) -> bool) -> Vec<PathBuf> {
         .collect()
 }
 
-/// The external mounts of a dump. Each one is named by its destination,
-/// except masked files, which are all named `/dev/null`.
+/// Returns the external mount options of a dump. Each mount is named by its
+/// destination, except masked files, which are all named `/dev/null`.
 pub fn dump_mounts(spec: &Spec, cgroup: &Manager, is_file: &dyn Fn(&Path) -> bool) -> Vec<String> {
     let mut options: Vec<String> = bind_mounts(spec)
         .iter()
@@ -111,8 +111,8 @@ pub fn dump_mounts(spec: &Spec, cgroup: &Manager, is_file: &dyn Fn(&Path) -> boo
     options
 }
 
-/// The external mounts of a restore: each name that [`dump_mounts`] gave
-/// mapped to its host path.
+/// Returns the external mount options of a restore, which map each name
+/// that [`dump_mounts`] gave to its host path.
 pub fn restore_mounts(spec: &Spec, cgroup: &Manager) -> Vec<String> {
     let mut options: Vec<String> = bind_mounts(spec)
         .iter()
@@ -132,7 +132,7 @@ pub fn restore_mounts(spec: &Spec, cgroup: &Manager) -> Vec<String> {
     options
 }
 
-/// The joined network and pid namespaces of a dump, named by inode:
+/// Returns the joined network and pid namespaces of a dump, named by inode:
 /// `net[INODE]:extRootNetNS`. criu then leaves them out of the images.
 pub fn dump_namespaces(spec: &Spec) -> Result<Vec<String>, CriuError> {
     let mut options = Vec::new();
@@ -154,8 +154,8 @@ pub fn dump_namespaces(spec: &Spec) -> Result<Vec<String>, CriuError> {
 /// Joined namespaces of a restore.
 #[derive(Debug, Default)]
 pub struct RestoreNamespaces {
-    /// Opened network and pid namespaces, with the name criu knows them
-    /// by; criu inherits the descriptors.
+    /// Opened network and pid namespaces, with the name criu uses for each.
+    /// criu inherits the descriptors.
     pub inherited: Vec<(String, File)>,
     /// Other joined namespaces, which criu enters itself.
     pub join: Vec<JoinNamespace>,

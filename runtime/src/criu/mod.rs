@@ -1,11 +1,12 @@
 //! Checkpoint and restore through CRIU's RPC interface (`criu swrk`), as
 //! runc 1.1 drives it.
 //!
-//! RPC, not criu's command line, because only RPC lets the runtime reply to
-//! criu's notifications while the dump or restore runs: the restored init
-//! becomes the runtime's child (`rst_sibling`), hooks run and the state is
-//! recorded at `setup-namespaces` and `post-restore`, and the pty master of
-//! a terminal container comes back over the socket (`orphan-pts-master`).
+//! The runtime uses RPC, not criu's command line, because only RPC lets it
+//! reply to criu's notifications while the dump or restore runs. Through
+//! RPC, the restored init becomes the runtime's child (`rst_sibling`), hooks
+//! run and the state is recorded at `setup-namespaces` and `post-restore`,
+//! and the pty master of a terminal container comes back over the socket
+//! (`orphan-pts-master`).
 
 pub mod dump;
 pub mod external;
@@ -247,7 +248,7 @@ pub fn last_error_line(log: &str) -> Option<String> {
 }
 
 /// Creates `path` (mode 0700 like runc) when missing and opens it as a
-/// directory; the descriptor is inherited by criu.
+/// directory. criu inherits the descriptor.
 fn open_dir(path: &Path, create: bool) -> Result<fs::File, CriuError> {
     use std::os::unix::fs::DirBuilderExt;
     if create {

@@ -108,8 +108,8 @@ pub fn stdio_inherit_fds(descriptors: &[String]) -> Vec<InheritFd> {
         .collect()
 }
 
-/// Controller-to-cgroup lines of `/proc/PID/cgroup` for the v1
-/// hierarchies, as criu's cgroup roots.
+/// Converts the controller-to-cgroup lines of `/proc/PID/cgroup` for the
+/// v1 hierarchies into criu's cgroup roots.
 pub fn cgroup_roots(proc_cgroup: &str) -> Vec<CgroupRoot> {
     proc_cgroup
         .lines()
@@ -125,7 +125,7 @@ pub fn cgroup_roots(proc_cgroup: &str) -> Vec<CgroupRoot> {
 }
 
 /// A recursive bind mount of the rootfs, where criu restores the mount
-/// tree; unmounted and removed on drop. It lies outside `--root` so that
+/// tree, which is unmounted and removed on drop. It lies outside `--root` so that
 /// removing a container's directory can never descend into the rootfs.
 struct RootMount {
     path: PathBuf,
@@ -198,7 +198,7 @@ fn send_master(socket: &OwnedFd, master: &OwnedFd) -> Result<()> {
 }
 
 /// Checks that the bundle mounts every bind-mount destination the image
-/// was dumped with; criu would fail on the missing one with a less clear
+/// was dumped with, because criu would fail on the missing one with a less clear
 /// message.
 fn check_image_mounts(image_path: &Path, restore_external: &[String]) -> Result<()> {
     let path = image_path.join(STATE_COPY_FILE);

@@ -238,7 +238,7 @@ pub struct Version {
 }
 
 impl Version {
-    /// The version as one number, `major * 10000 + minor * 100 + sublevel`
+    /// Returns the version as one number, `major * 10000 + minor * 100 + sublevel`
     /// (3.17.1 is 31701), the form criu's own tools compare.
     pub fn number(&self) -> i32 {
         self.major_number * 10000 + self.minor_number * 100 + self.sublevel.unwrap_or(0)

@@ -18,7 +18,7 @@ use prost::Message;
 use super::rpc::{Notify, Req, ReqType, Resp};
 use super::CriuError;
 
-/// Upper bound of one criu message; criu's own responses are a few hundred
+/// Upper bound of one criu message. criu's own responses are a few hundred
 /// bytes.
 const MAX_MESSAGE: usize = 1 << 20;
 
@@ -97,7 +97,7 @@ impl Swrk {
         Ok(())
     }
 
-    /// Reads one response; end of file means criu exited.
+    /// Reads one response. End of file means criu exited.
     pub fn receive(&self) -> Result<Resp, CriuError> {
         let mut buffer = vec![0u8; MAX_MESSAGE];
         let length = loop {
@@ -161,7 +161,7 @@ impl Swrk {
 
     /// Sends `request` and returns criu's final response, calling
     /// `on_notify` for each notification first. The reply to a notification
-    /// reports failure when `on_notify` fails, which makes criu abort; the error
+    /// reports failure when `on_notify` fails, which makes criu abort, and the error
     /// of `on_notify` is returned.
     pub fn call<E>(
         &mut self,

@@ -45,7 +45,7 @@ const JOIN_ORDER: [(LinuxNamespaceType, &str); 8] = [
     (LinuxNamespaceType::Cgroup, "cgroup"),
 ];
 
-/// Starts the process in `container`; returns its pid once it has exec'd,
+/// Starts the process in `container`, and returns its pid once it has exec'd,
 /// or at once in a paused container, where it execs on resume.
 pub fn exec(container: &Container, options: ExecOptions) -> Result<Pid> {
     let status = container.status();
@@ -242,8 +242,8 @@ fn enter(plan: Plan, channel: &sync::Channel) -> Result<Infallible> {
         console,
         preserve_fds,
     } = plan;
-    // Like the init, the process runs the host's hull binary until it execs;
-    // not dumpable, it cannot be reached through /proc/PID/exe.
+    // Like the init, the process runs the host's hull binary until it execs.
+    // Because it is not dumpable, it cannot be reached through /proc/PID/exe.
     nix::sys::prctl::set_dumpable(false).context(|| "make the exec process non-dumpable".into())?;
     // Nothing of the caller's but stdio and the preserved descriptors may be
     // open while the process enters the container (CVE-2024-21626).

@@ -318,7 +318,7 @@ impl Prepared<'_> {
         if let Err(e) = self.install_late_seccomp() {
             return e;
         }
-        // `run` and `exec` block the signals they forward; the program
+        // `run` and `exec` block the signals they forward, but the program
         // starts with none blocked.
         let empty = nix::sys::signal::SigSet::empty();
         if let Err(e) = nix::sys::signal::sigprocmask(
@@ -334,7 +334,7 @@ impl Prepared<'_> {
 
 /// Enters the working directory, creating it when missing. On the first
 /// try (as root) a permission error is left for the retry as the
-/// process's user; returns whether the directory was entered.
+/// process's user. Returns whether the directory was entered.
 fn enter_cwd(cwd: &Path, first_try: bool) -> Result<bool> {
     if first_try && !cwd.exists() {
         std::fs::create_dir_all(cwd).context(|| format!("create process.cwd {}", cwd.display()))?;
@@ -371,7 +371,7 @@ fn check_cwd_inside(cwd: &Path) -> Result<()> {
 fn close_inherited_fds(first: u32) -> Result<()> {
     const CLOSE_RANGE_CLOEXEC: libc::c_uint = 1 << 2;
     // SAFETY: close_range with CLOSE_RANGE_CLOEXEC only sets a flag on the
-    // descriptors in the range; it closes nothing.
+    // descriptors in the range and closes nothing.
     let rc = unsafe { libc::syscall(libc::SYS_close_range, first, u32::MAX, CLOSE_RANGE_CLOEXEC) };
     if rc != 0 {
         return Err(Error::io(

@@ -13,7 +13,7 @@ use crate::rootfs;
 use crate::sync::Message;
 use crate::{Error, Result};
 
-/// Runs the init; never returns. A failure is sent to the runtime, which
+/// Runs the init and never returns. A failure is sent to the runtime, which
 /// reports it and cleans up.
 pub(crate) fn run(args: InitArgs) -> ! {
     let error = match setup(&args) {

@@ -156,7 +156,7 @@ pub fn create_with_console(options: &CreateOptions, console: Option<OwnedFd>) ->
 
     let exec_socket = crate::exec_socket::listen_in(&dir)?;
 
-    // Checked before create, so that a cgroup made by someone else is not
+    // Checked before create, so that a cgroup made by another owner is not
     // removed by the cleanup of this failed create.
     check_cgroup_use(&cgroup)?;
     cgroup.create(None)?;
@@ -319,8 +319,8 @@ pub(crate) fn load_config(options: &CreateOptions) -> Result<Config> {
     spec::load(&options.bundle)
 }
 
-/// Describes the container's cgroup from `linux.cgroupsPath`; creates
-/// nothing. With `systemd`, the path is the `slice:prefix:name` form.
+/// Describes the container's cgroup from `linux.cgroupsPath`, without
+/// creating anything. With `systemd`, the path is the `slice:prefix:name` form.
 pub(crate) fn cgroup_manager(config: &Config, id: &str, systemd: bool) -> Result<Manager> {
     let linux = config.spec.linux().as_ref();
     let path = linux

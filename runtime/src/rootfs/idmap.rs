@@ -4,8 +4,9 @@
 //! With a mapping entry `{containerID, hostID, size}`, a file owned by
 //! `containerID + n` on the source file system appears owned by the host
 //! id `hostID + n` below the mount. A file created through the mount by
-//! host id `hostID + n` is stored as owned by `containerID + n`. A container
-//! with a user namespace of its own sees the host ids through its mappings.
+//! host id `hostID + n` is stored as owned by `containerID + n`. In a
+//! container with a user namespace of its own, the host ids appear
+//! translated through that namespace's mappings.
 //!
 //! `mount_setattr(MOUNT_ATTR_IDMAP)` needs `CAP_SYS_ADMIN` in the user
 //! namespace that owns the mounted file system, the host's for disk file
@@ -15,7 +16,7 @@
 //! the trees as `O_CLOEXEC` fds and attaches them in [`super::prepare_with`].
 //!
 //! A container that enters a user namespace gets the same treatment for
-//! its plain bind mounts, without the id mapping: inside that namespace the
+//! its plain bind mounts, without the id mapping. Inside that namespace, the
 //! init is no longer host root and cannot open a source that only host root
 //! may read, such as a directory with mode 0700.
 
@@ -192,10 +193,10 @@ fn plan_unmapped(
     })
 }
 
-/// Checks what the kernel would reject on a write to `uid_map` or
-/// `gid_map`, so the error names the field: too many lines, a map text of
-/// a page or more, an empty range, a range past 2^32 - 1 or overlapping
-/// another.
+/// Checks for what the kernel would reject on a write to `uid_map` or
+/// `gid_map`, so that the error names the field. The kernel rejects too many
+/// lines, a map text of a page or more, an empty range, and a range past
+/// 2^32 - 1 or overlapping another.
 pub fn check_mappings(field: &str, mappings: &[LinuxIdMapping]) -> Result<(), String> {
     if mappings.len() > MAX_MAP_LINES {
         return Err(format!(
@@ -256,7 +257,7 @@ pub struct IdMappedMounts {
 
 impl IdMappedMounts {
     /// Clones the source of every request, and id-maps the clone unless
-    /// the request is [`MappingSource::Unmapped`]; runs in the runtime on
+    /// the request is [`MappingSource::Unmapped`]. Runs in the runtime on
     /// the host, before the init is cloned. On error, every tree and user
     /// namespace made so far is closed and every helper process reaped.
     pub fn open(requests: &[IdMapRequest]) -> Result<IdMappedMounts, RootfsError> {

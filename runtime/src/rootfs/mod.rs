@@ -34,7 +34,7 @@ pub use resolve::{open_in_root, resolve_in_root, Create, ResolveError, ResolveOp
 /// Errors of preparing the root filesystem.
 #[derive(Debug, thiserror::Error)]
 pub enum RootfsError {
-    /// A path below the rootfs could not be resolved; `what` names the role
+    /// A path below the rootfs could not be resolved. `what` names the role
     /// of the path (`mount destination`, `device`, `masked path`...).
     #[error("{what} {path:?}: {source}")]
     Resolve {
@@ -234,7 +234,7 @@ impl Rootfs {
 }
 
 /// Applies what must follow the switch to the new root: the read-only
-/// remount of tmpfs mounts and `/dev` that asked for `ro`, `root.readonly`,
+/// remount of tmpfs mounts and `/dev` that request `ro`, `root.readonly`,
 /// read-only paths and masked paths, in the order runc 1.1 applies them.
 /// Does nothing without a mount namespace of its own.
 pub fn finalize(spec: &Spec, options: Options) -> Result<(), RootfsError> {

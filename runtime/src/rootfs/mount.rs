@@ -36,7 +36,7 @@ const PROC_MOUNT_ALLOW_LIST: &[&str] = &[
     "/proc/sys/kernel/ns_last_pid",
 ];
 
-/// What every mount of one container shares.
+/// State shared by every mount of one container.
 pub struct MountContext<'a> {
     /// Handle of the rootfs bind mount.
     pub root: BorrowedFd<'a>,
@@ -301,7 +301,7 @@ pub fn mount_filesystem(root: BorrowedFd<'_>, fs: &FsMount<'_>) -> Result<(), Ro
     let pseudo = matches!(fs.fs_type, "proc" | "sysfs");
     let resolve_options = ResolveOptions {
         create: Create::Directory,
-        // A symlink at /proc or /sys could redirect the mount; runc rejects
+        // A symlink at /proc or /sys could redirect the mount, so runc rejects
         // anything but a directory there.
         reject_final_symlink: pseudo,
     };

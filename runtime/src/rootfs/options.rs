@@ -97,7 +97,7 @@ const RECURSIVE_ATTR_OPTIONS: &[(&str, bool, u64)] = &[
     ("rsymfollow", true, ATTR_NOSYMFOLLOW),
 ];
 
-/// Mount options the runtime applies, sorted, as `hull features` lists
+/// Returns the mount options the runtime applies, sorted, as `hull features` lists
 /// them. `remount` is left out because it works on bind mounts only.
 pub fn known_options() -> Vec<&'static str> {
     let mut names: Vec<&'static str> = FLAG_OPTIONS
@@ -123,7 +123,7 @@ pub struct MountOptions {
     pub propagation: Vec<u64>,
     /// Attributes for the whole mount tree (`rro`, `rnosuid`...).
     pub recursive_attr: MountAttr,
-    /// Options the table does not know, passed to the file system.
+    /// Options missing from the table, passed to the file system.
     pub data: Vec<String>,
     /// `tmpcopyup`: copy the destination's contents into the new tmpfs.
     pub copy_up: bool,
@@ -151,7 +151,7 @@ impl MountOptions {
         self.flags & MS_REC != 0
     }
 
-    /// Returns true when a flag beyond `bind`/`rbind`/`remount` asks for a
+    /// Returns true when a flag beyond `bind`/`rbind`/`remount` requests a
     /// change of the mount's attributes.
     pub fn changes_attributes(&self) -> bool {
         self.flags & !(MS_BIND | MS_REC | MS_REMOUNT) != 0 || self.cleared != 0
@@ -217,7 +217,7 @@ impl MountOptions {
 }
 
 /// Parses spec mount options. Options absent from the tables go to
-/// [`MountOptions::data`] in order; `defaults` has no effect.
+/// [`MountOptions::data`] in order. `defaults` has no effect.
 pub fn parse_mount_options<S: AsRef<str>>(options: &[S]) -> MountOptions {
     let mut parsed = MountOptions::default();
     for option in options {

@@ -1,4 +1,4 @@
-//! What follows the switch of root: delayed read-only remounts,
+//! Steps after the switch of root: delayed read-only remounts,
 //! `root.readonly`, `linux.readonlyPaths` and `linux.maskedPaths`.
 
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -37,7 +37,7 @@ pub fn open_root() -> Result<OwnedFd, RootfsError> {
 }
 
 /// Makes read-only the tmpfs mounts and the `/dev` mount whose options
-/// say `ro`, which `prepare` mounted writable.
+/// include `ro`, which `prepare` mounted writable.
 pub fn remount_delayed_readonly(root: BorrowedFd<'_>, mounts: &[Mount]) -> Result<(), RootfsError> {
     for entry in mounts {
         let options = parse_mount_options(entry.options().as_deref().unwrap_or_default());
@@ -63,7 +63,7 @@ pub fn set_root_readonly(root: BorrowedFd<'_>) -> Result<(), RootfsError> {
         .map_err(|e| RootfsError::io("rootfs", Path::new("/"), "read-only remount", e))
 }
 
-/// Resolves an entry of `readonlyPaths` or `maskedPaths`; `None` when the
+/// Resolves an entry of `readonlyPaths` or `maskedPaths`, or returns `None` when the
 /// path does not exist, which is skipped as runc does.
 fn resolve_existing(
     root: BorrowedFd<'_>,
@@ -101,7 +101,7 @@ pub fn readonly_path(root: BorrowedFd<'_>, path: &Path) -> Result<(), RootfsErro
         | OpenTreeFlags::AT_EMPTY_PATH;
     let tree = open_tree(&target.fd, "", flags)
         .map_err(|e| RootfsError::io(WHAT, path, "open_tree", e))?;
-    // NOTE: runc 1.1 makes only the top mount read-only; submounts become
+    // NOTE: runc 1.1 makes only the top mount read-only, but submounts become
     // read-only here as well, so a path is never writable below it.
     sys::mount_setattr_fd(tree.as_fd(), true, &READ_ONLY)
         .map_err(|e| RootfsError::io(WHAT, path, "mount_setattr", e))?;

@@ -20,7 +20,7 @@ use super::RootfsError;
 
 const WHAT: &str = "rootfs";
 
-/// Parses `linux.rootfsPropagation`; `None` or an empty value means the
+/// Parses `linux.rootfsPropagation`. `None` or an empty value means the
 /// default `rslave`.
 pub fn parse_root_propagation(value: Option<&str>) -> Result<u64, RootfsError> {
     let flags = match value.unwrap_or_default() {
@@ -107,8 +107,8 @@ fn mount_id(fd: BorrowedFd<'_>, path: &Path) -> Result<(u64, u64), RootfsError> 
     Ok((stat.stx_mnt_id, stat.stx_ino))
 }
 
-/// Makes the mount that holds the rootfs private when it is shared:
-/// `pivot_root` fails below a shared parent, and the bind mount of the
+/// Makes the mount that contains the rootfs private when it is shared,
+/// because `pivot_root` fails below a shared parent and the bind mount of the
 /// rootfs would propagate to the parent's peers. The mount's root is found
 /// by walking `..` from the rootfs until the mount id changes.
 fn make_parent_private(rootfs_fd: &OwnedFd, rootfs: &Path) -> Result<(), RootfsError> {

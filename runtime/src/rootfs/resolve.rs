@@ -6,7 +6,7 @@
 //! followed by the kernel: an absolute target restarts at the handle (chroot
 //! semantics), and `..` walks back the stack of opened directories instead
 //! of opening `..`. A `..` that comes from a symlink target and would climb
-//! above the handle is an error; a `..` above the handle written in the
+//! above the handle is an error. A `..` above the handle written in the
 //! requested path itself stays at the handle, like `/..` does in a chroot.
 
 use std::collections::VecDeque;
@@ -44,19 +44,19 @@ pub enum ResolveError {
 }
 
 impl ResolveError {
-    /// Returns true when a component is missing and creation was not asked.
+    /// Returns true when a component is missing and creation was not requested.
     pub fn is_not_found(&self) -> bool {
         matches!(self, ResolveError::Io { source, .. } if source.kind() == io::ErrorKind::NotFound)
     }
 
-    /// Returns true when a non-directory stands where a directory is needed.
+    /// Returns true when a non-directory is found where a directory is needed.
     pub fn is_not_directory(&self) -> bool {
         matches!(self, ResolveError::NotDirectory { .. })
     }
 }
 
-/// What to create for a missing final component. Missing intermediate
-/// components become directories whenever anything is created.
+/// The kind of object created for a missing final component. Missing
+/// intermediate components become directories whenever anything is created.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Create {
     /// Fail with `ENOENT` for a missing component.
@@ -68,17 +68,18 @@ pub enum Create {
     File,
 }
 
-/// How [`resolve_in_root`] treats the path.
+/// Options that control how [`resolve_in_root`] treats the path.
 #[derive(Debug, Clone, Copy)]
 pub struct ResolveOptions {
-    /// What to create when components are missing.
+    /// The kind of object created when components are missing.
     pub create: Create,
-    /// Reject a final component that is a symlink instead of expanding it.
+    /// True to reject a final component that is a symlink instead of
+    /// expanding it.
     pub reject_final_symlink: bool,
 }
 
 impl ResolveOptions {
-    /// Opens an existing path, expanding every symlink.
+    /// Returns options that open an existing path, expanding every symlink.
     pub const fn existing() -> Self {
         Self {
             create: Create::Nothing,
@@ -86,7 +87,8 @@ impl ResolveOptions {
         }
     }
 
-    /// Opens the path, creating what is missing as `create` says.
+    /// Returns options that open the path and create the missing components
+    /// as `create` specifies.
     pub const fn create(create: Create) -> Self {
         Self {
             create,
@@ -98,7 +100,7 @@ impl ResolveOptions {
 /// A resolved path: an `O_PATH` fd of the final object and where it lies.
 #[derive(Debug)]
 pub struct Resolved {
-    /// `O_PATH` fd of the final object; never a symlink.
+    /// `O_PATH` fd of the final object, which is never a symlink.
     pub fd: OwnedFd,
     /// Path of the object below the root, without symlinks or `..`.
     pub path: PathBuf,
@@ -259,7 +261,7 @@ fn open_component(
     };
     let was_created = match result {
         Ok(()) => true,
-        // Someone else created it between the open and the creation.
+        // Another process created it between the open and the creation.
         Err(Errno::EXIST) => false,
         Err(errno) => return Err(io_error("create", &component_path(), errno)),
     };

@@ -18,7 +18,7 @@ pub const ATTR_RDONLY: u64 = MountAttrFlags::MOUNT_ATTR_RDONLY.bits() as u64;
 pub const ATTR_NOSUID: u64 = MountAttrFlags::MOUNT_ATTR_NOSUID.bits() as u64;
 pub const ATTR_NODEV: u64 = MountAttrFlags::MOUNT_ATTR_NODEV.bits() as u64;
 pub const ATTR_NOEXEC: u64 = MountAttrFlags::MOUNT_ATTR_NOEXEC.bits() as u64;
-/// Mask of the access-time mode bits; `RELATIME` is the value zero in it.
+/// Mask of the access-time mode bits, in which `RELATIME` is the value zero.
 pub const ATTR_ATIME_MASK: u64 = MountAttrFlags::MOUNT_ATTR__ATIME.bits() as u64;
 pub const ATTR_RELATIME: u64 = MountAttrFlags::MOUNT_ATTR_RELATIME.bits() as u64;
 pub const ATTR_NOATIME: u64 = MountAttrFlags::MOUNT_ATTR_NOATIME.bits() as u64;
@@ -33,8 +33,8 @@ pub const ATTR_IDMAP: u64 = MountAttrFlags::MOUNT_ATTR_IDMAP.bits() as u64;
 pub struct MountAttr {
     /// `MOUNT_ATTR_*` bits to set.
     pub attr_set: u64,
-    /// `MOUNT_ATTR_*` bits to clear; must contain `MOUNT_ATTR__ATIME` when
-    /// `attr_set` holds an access-time mode.
+    /// `MOUNT_ATTR_*` bits to clear. They must include `MOUNT_ATTR__ATIME`
+    /// when `attr_set` contains an access-time mode.
     pub attr_clr: u64,
     /// One of `MS_SHARED`, `MS_SLAVE`, `MS_PRIVATE`, `MS_UNBINDABLE`, or 0.
     pub propagation: u64,
@@ -63,7 +63,7 @@ pub fn mount_setattr_fd(fd: BorrowedFd<'_>, recursive: bool, attr: &MountAttr) -
         flags |= libc::AT_RECURSIVE as libc::c_uint;
     }
     // SAFETY: `empty` is a NUL-terminated string and `attr` points to a live
-    // `struct mount_attr` whose size is passed along; the kernel only reads
+    // `struct mount_attr` whose size is passed along. The kernel only reads
     // both during the call.
     let ret = unsafe {
         libc::syscall(
@@ -111,7 +111,7 @@ pub fn dup_onto_stdio(fd: BorrowedFd<'_>, target: i32) -> io::Result<()> {
 /// Returns true when the raw fd `fd` is open on a null device (1:3).
 pub fn is_null_device(fd: i32) -> bool {
     let mut stat = std::mem::MaybeUninit::<libc::stat>::uninit();
-    // SAFETY: fstat only writes into `stat`; a closed or invalid fd makes
+    // SAFETY: fstat only writes into `stat`. A closed or invalid fd makes
     // it fail with EBADF, and `stat` is read only after success.
     let ret = unsafe { libc::fstat(fd, stat.as_mut_ptr()) };
     if ret != 0 {

@@ -79,7 +79,7 @@ fn spawn_holder() -> io::Result<Holder> {
 /// runtime (root of the host's user namespace) so that `hostID`s are host
 /// ids, and returns an `O_CLOEXEC` fd of it. The helper process that made
 /// the namespace has been killed and reaped when this returns, also on
-/// error; the fd alone keeps the namespace alive.
+/// error, because the fd alone keeps the namespace alive.
 pub fn create_user_namespace(
     uid_mappings: &[LinuxIdMapping],
     gid_mappings: &[LinuxIdMapping],

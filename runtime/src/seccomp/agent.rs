@@ -27,7 +27,7 @@ pub struct ContainerProcessState<'a> {
     pub fds: Vec<&'static str>,
     /// The pid of the filtered process, as seen by the runtime.
     pub pid: i32,
-    /// The profile's `listenerMetadata`; omitted when empty, as runc does.
+    /// The profile's `listenerMetadata`, omitted when empty as runc does.
     #[serde(skip_serializing_if = "str::is_empty")]
     pub metadata: &'a str,
     pub state: &'a HookState<'a>,
@@ -80,7 +80,7 @@ pub fn send_state(
             other => break other.map_err(send_error)?,
         }
     };
-    // A stream socket may take part of the payload; the rest follows
+    // A stream socket may take part of the payload, and the rest follows
     // without the fd, as the runtime spec allows.
     while sent < payload.len() {
         match send(stream.as_raw_fd(), &payload[sent..], MsgFlags::MSG_NOSIGNAL) {

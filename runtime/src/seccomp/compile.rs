@@ -30,7 +30,7 @@ pub enum Action {
 }
 
 impl Action {
-    /// The value the BPF program returns (`SECCOMP_RET_*` | data).
+    /// Returns the value the BPF program returns (`SECCOMP_RET_*` | data).
     pub fn ret_value(self) -> u32 {
         match self {
             Action::KillProcess => libc::SECCOMP_RET_KILL_PROCESS,
@@ -44,15 +44,17 @@ impl Action {
         }
     }
 
-    /// Rank in the kernel's precedence order, lower wins: the kernel compares
-    /// `SECCOMP_RET_ACTION_FULL` bits as signed, so KILL_PROCESS < KILL_THREAD
-    /// < TRAP < ERRNO < USER_NOTIF < TRACE < LOG < ALLOW.
+    /// Returns the rank in the kernel's precedence order, where lower wins.
+    /// The kernel compares `SECCOMP_RET_ACTION_FULL` bits as signed, so
+    /// KILL_PROCESS < KILL_THREAD < TRAP < ERRNO < USER_NOTIF < TRACE < LOG
+    /// < ALLOW.
     fn precedence(self) -> i32 {
         (self.ret_value() & libc::SECCOMP_RET_ACTION_FULL) as i32
     }
 
-    /// Whether the kernel runs the syscall, for TRACE unless a tracer skips it.
-    /// NOTIFY counts as not running it, although the agent may let it run.
+    /// Returns whether the kernel runs the syscall, for TRACE unless a tracer
+    /// skips it. NOTIFY counts as not running it, although the agent may let
+    /// it run.
     pub fn runs_syscall(self) -> bool {
         matches!(self, Action::Allow | Action::Log | Action::Trace(_))
     }
@@ -67,7 +69,7 @@ pub struct Condition {
     pub value: u64,
 }
 
-/// Comparison operators; all compare unsigned, as libseccomp does.
+/// Comparison operators, which all compare unsigned, as libseccomp does.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CmpOp {
     Ne,
@@ -240,7 +242,7 @@ fn listed_abis(native: Abi, arches: Option<&[Arch]>) -> (Vec<Abi>, Vec<u32>) {
 }
 
 /// Converts an OCI action. ERRNO and TRACE take `errno_ret` as their data,
-/// EPERM when absent (runc's choice); other actions ignore it.
+/// EPERM when absent (runc's choice). Other actions ignore it.
 fn convert_action(
     action: LinuxSeccompAction,
     errno_ret: Option<u32>,
@@ -306,7 +308,7 @@ fn split_conditions(
     Ok(vec![Rule { action, conditions }])
 }
 
-/// Converts one comparison; for SCMP_CMP_MASKED_EQ `value` is the mask and
+/// Converts one comparison. For SCMP_CMP_MASKED_EQ, `value` is the mask and
 /// `valueTwo` the expected value, as in libseccomp.
 fn convert_condition(arg: &LinuxSeccompArg) -> Condition {
     let (op, value) = match arg.op() {
@@ -329,7 +331,7 @@ fn convert_condition(arg: &LinuxSeccompArg) -> Condition {
 }
 
 /// Orders the rules of one syscall, in profile order on input, into the
-/// order the filter checks them; the first rule that matches decides.
+/// order the filter checks them. The first rule that matches decides.
 ///
 /// - An unconditional rule decides alone, and the first one in the profile
 ///   wins. libseccomp behaves so: it drops rules added after an unconditional
@@ -356,7 +358,7 @@ fn order_rules(rules: &mut Vec<Rule>) {
 }
 
 /// Converts the profile's flags to `SECCOMP_FILTER_FLAG_*` bits. Without a
-/// `flags` field, SPEC_ALLOW is set, as runc does; an empty list sets none.
+/// `flags` field, SPEC_ALLOW is set, as runc does, and an empty list sets none.
 /// With `notify` (a rule uses SCMP_ACT_NOTIFY), NEW_LISTENER is added, and
 /// TSYNC_ESRCH too when TSYNC is set, because the kernel rejects TSYNC with
 /// NEW_LISTENER alone: both would return a number on success.

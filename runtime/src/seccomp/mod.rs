@@ -5,7 +5,8 @@
 //! hosts: SCMP_ARCH_X86 and SCMP_ARCH_X32). The program follows runc 1.1
 //! with libseccomp 2.5 where it can:
 //!
-//! - SCMP_ACT_KILL is KILL_THREAD; ERRNO and TRACE return `errnoRet`
+//! - SCMP_ACT_KILL is KILL_THREAD.
+//! - ERRNO and TRACE return `errnoRet`
 //!   (`defaultErrnoRet` for the default action), EPERM when absent.
 //! - Rules whose action equals the default action are skipped.
 //! - A syscall name of another architecture (`chown32` on x86_64) is skipped
@@ -143,8 +144,9 @@ impl Filter {
         self.listener_metadata.as_deref()
     }
 
-    /// Whether a rule uses SCMP_ACT_NOTIFY, so that [`Filter::install`]
-    /// returns a listener fd to send to the agent at `listenerPath`.
+    /// Returns whether a rule uses SCMP_ACT_NOTIFY, so that
+    /// [`Filter::install`] returns a listener fd to send to the agent at
+    /// `listenerPath`.
     pub fn needs_listener(&self) -> bool {
         self.flags & libc::SECCOMP_FILTER_FLAG_NEW_LISTENER as u32 != 0
     }
@@ -220,7 +222,7 @@ pub const OPERATORS: &[&str] = &[
     "SCMP_CMP_NE",
 ];
 
-/// Architectures whose system calls the compiled filter tells apart.
+/// Architectures whose system calls the compiled filter distinguishes.
 #[cfg(target_arch = "x86_64")]
 pub const ARCHITECTURES: &[&str] = &["SCMP_ARCH_X32", "SCMP_ARCH_X86", "SCMP_ARCH_X86_64"];
 #[cfg(not(target_arch = "x86_64"))]

@@ -30,8 +30,8 @@ pub const AUDIT_ARCH_AARCH64: u32 = 0xc000_00b7;
 pub const AUDIT_ARCH_ARM: u32 = 0x4000_0028;
 
 impl Abi {
-    /// The ABI of the host the runtime was built for, or `None` on a host
-    /// without a syscall table here.
+    /// Returns the ABI of the host the runtime was built for, or `None` on a
+    /// host without a syscall table here.
     pub fn native() -> Option<Abi> {
         if cfg!(target_arch = "x86_64") {
             Some(Abi::X86_64)
@@ -42,7 +42,8 @@ impl Abi {
         }
     }
 
-    /// The `AUDIT_ARCH_*` value the kernel stores in `seccomp_data.arch`.
+    /// Returns the `AUDIT_ARCH_*` value the kernel stores in
+    /// `seccomp_data.arch`.
     pub fn audit_arch(self) -> u32 {
         match self {
             Abi::X86_64 | Abi::X32 => AUDIT_ARCH_X86_64,
@@ -51,8 +52,9 @@ impl Abi {
         }
     }
 
-    /// Whether syscall arguments are 64 bits wide. On the 32-bit ABIs only the
-    /// low 32 bits are compared, as libseccomp does (it treats x32 as 32-bit).
+    /// Returns whether syscall arguments are 64 bits wide. On the 32-bit ABIs
+    /// only the low 32 bits are compared, as libseccomp does (it treats x32 as
+    /// 32-bit).
     pub fn has_64bit_args(self) -> bool {
         matches!(self, Abi::X86_64 | Abi::Aarch64)
     }
@@ -82,8 +84,9 @@ pub fn syscall_number(name: &str) -> Option<i64> {
     Abi::native()?.syscall_number(name)
 }
 
-/// Whether `name` is a syscall on any Linux architecture: on one of the ABIs
-/// with a table here, or in the list of names of other architectures.
+/// Returns whether `name` is a syscall on any Linux architecture, either on
+/// one of the ABIs with a table here or in the list of names of other
+/// architectures.
 pub fn is_linux_syscall(name: &str) -> bool {
     let abis = [Abi::X86_64, Abi::X86, Abi::X32, Abi::Aarch64];
     abis.iter().any(|abi| abi.syscall_number(name).is_some())
