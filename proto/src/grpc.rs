@@ -42,7 +42,8 @@ pub fn unix_incoming(listener: UnixListener) -> UnixListenerStream {
 /// `unix://` URI. Generated clients take it, as in `TaskClient::new(channel)`.
 pub async fn connect_unix(address: &str) -> Result<Channel, tonic::transport::Error> {
     let path = PathBuf::from(address.strip_prefix("unix://").unwrap_or(address));
-    // The URI only fills the HTTP/2 :authority header, and the connector ignores it.
+    // The URI only fills the HTTP/2 :authority header, and the connector
+    // ignores it.
     Endpoint::from_static("http://localhost")
         .connect_with_connector(tower::service_fn(move |_: tonic::transport::Uri| {
             let path = path.clone();

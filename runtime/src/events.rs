@@ -45,7 +45,7 @@ pub fn read_stats(container: &Container) -> Result<Stats> {
         .map_err(|e| Error::Message(format!("unable to get container cgroup stats: {e}")))
 }
 
-/// Writes one line, and returns false when the reader has gone (EPIPE).
+/// Writes one line and returns false when the reader has gone (EPIPE).
 fn emit(out: &mut dyn Write, event: &Event) -> Result<bool> {
     match out
         .write_all(event.to_line().as_bytes())

@@ -56,7 +56,7 @@ pub fn listen_in(dir: &Path) -> Result<OwnedFd> {
     Ok(listener)
 }
 
-/// Blocks until `start` connects, and returns the connection.
+/// Blocks until `start` connects and returns the connection.
 pub fn accept_start(listener: &OwnedFd) -> Result<OwnedFd> {
     loop {
         match accept4(listener.as_raw_fd(), SockFlag::SOCK_CLOEXEC) {

@@ -202,7 +202,7 @@ fn signal_text(signal: i32) -> String {
     text.to_string_lossy().to_lowercase()
 }
 
-/// Waits for `child`, and returns `Ok(None)` when `timeout` passed first.
+/// Waits for `child` and returns `Ok(None)` when `timeout` passed first.
 fn wait_with_timeout(
     child: &mut std::process::Child,
     timeout: Option<Duration>,

@@ -48,8 +48,8 @@ fn flag(kind: LinuxNamespaceType) -> CloneFlags {
     CloneFlags::from_bits_retain(kind as i32)
 }
 
-/// Returns the join order rank: the user namespace first, because it decides the rights
-/// for joining the others. The mount namespace comes last except for
+/// Returns the join order rank: the user namespace first, because it decides
+/// the rights for joining the others. The mount namespace comes last except for
 /// cgroup.
 fn join_rank(kind: LinuxNamespaceType) -> u8 {
     match kind {

@@ -161,8 +161,8 @@ pub fn check(spec: &Spec) -> Result<()> {
             crate::process::attributes::check_personality(personality)?;
         }
         if linux.intel_rdt().is_some() {
-            // TODO: resctrl groups for Intel RDT, untested because this hardware has none to
-            // test them on.
+            // TODO: resctrl groups for Intel RDT, untested because this
+            // hardware has none to test them on.
             let why = if std::path::Path::new("/sys/fs/resctrl/info").exists() {
                 "hull does not manage resctrl groups yet"
             } else {

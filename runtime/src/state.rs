@@ -81,8 +81,8 @@ pub fn save(root: &Path, state: &State) -> Result<()> {
     crate::utils::write_atomic(&path, &text).context(|| format!("write {}", path.display()))
 }
 
-/// Returns the name of the owner of the container's directory, or `#UID` when the uid
-/// has no name.
+/// Returns the name of the owner of the container's directory, or `#UID` when
+/// the uid has no name.
 pub fn owner(root: &Path, id: &str) -> String {
     let Ok(meta) = fs::metadata(dir(root, id)) else {
         return String::new();

@@ -70,8 +70,8 @@ pub enum BootstrapError {
     Options(#[from] crate::options::OptionsError),
 }
 
-/// Computes the 64-bit FNV-1a hash of `data`, starting from `seed` mixed into the offset
-/// basis.
+/// Computes the 64-bit FNV-1a hash of `data`, starting from `seed` mixed into
+/// the offset basis.
 pub fn fnv1a(data: &[u8], seed: u64) -> u64 {
     let mut hash = 0xcbf2_9ce4_8422_2325_u64 ^ seed;
     for &byte in data {

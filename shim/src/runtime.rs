@@ -101,7 +101,7 @@ impl Runtime {
         command
     }
 
-    /// Runs `hull create`, whose container init process inherits `stdio`.
+    /// Runs `hull create`. The container's init process inherits `stdio`.
     pub async fn create(
         &self,
         id: &str,
@@ -121,7 +121,7 @@ impl Runtime {
         self.run_inheriting(args, stdio).await
     }
 
-    /// Runs `hull exec --detach --process FILE`, whose process inherits `stdio`.
+    /// Runs `hull exec --detach --process FILE`. The process inherits `stdio`.
     pub async fn exec(
         &self,
         id: &str,

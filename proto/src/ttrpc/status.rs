@@ -181,7 +181,8 @@ impl std::error::Error for Status {}
 
 impl From<tonic::Status> for Status {
     /// Keeps code and message. tonic carries details as an encoded
-    /// `google.rpc.Status`, and its `details` field becomes this status's details.
+    /// `google.rpc.Status`, and its `details` field becomes this status's
+    /// details.
     fn from(status: tonic::Status) -> Self {
         let details = if status.details().is_empty() {
             Vec::new()

@@ -245,8 +245,8 @@ pub fn parse_key_values(path: &Path, text: &str) -> Result<BTreeMap<String, u64>
     Ok(values)
 }
 
-/// Lists the huge page sizes the kernel supports, in the names of the hugetlb files
-/// (`2MB`, `1GB`), from the directories of `/sys/kernel/mm/hugepages`.
+/// Lists the huge page sizes the kernel supports, in the names of the hugetlb
+/// files (`2MB`, `1GB`), from the directories of `/sys/kernel/mm/hugepages`.
 pub fn huge_page_sizes() -> Vec<String> {
     let Ok(entries) = std::fs::read_dir("/sys/kernel/mm/hugepages") else {
         return Vec::new();

@@ -45,10 +45,10 @@ pub struct Args {
     /// Write the process's pid to this file
     #[arg(long)]
     pub pid_file: Option<PathBuf>,
-    /// SELinux label for the process (accepted but ignored, because SELinux is not supported)
+    /// SELinux label for the process (accepted, but SELinux is not supported)
     #[arg(long)]
     pub process_label: Option<String>,
-    /// AppArmor profile for the process (accepted but ignored, because AppArmor is not supported)
+    /// AppArmor profile for the process (accepted, but AppArmor is not supported)
     #[arg(long)]
     pub apparmor: Option<String>,
     /// Set no_new_privs on the process

@@ -94,7 +94,7 @@ impl Foreground {
         self.master = Some(master);
     }
 
-    /// Waits for `pid` while forwarding signals and terminal bytes, and returns
+    /// Waits for `pid` while forwarding signals and terminal bytes and returns
     /// its exit status (128+N after signal N).
     pub fn wait(&self, pid: Pid) -> Result<i32> {
         let status = wait_for_process(pid, &self.signal_fd, self.master.as_ref())?;
@@ -106,7 +106,7 @@ impl Foreground {
 }
 
 /// Forwards signals to the process and copies terminal bytes until it
-/// exits, and returns its exit status.
+/// exits and returns its exit status.
 fn wait_for_process(init: Pid, signal_fd: &SignalFd, master: Option<&OwnedFd>) -> Result<i32> {
     let stdin = std::io::stdin();
     let stdout = std::io::stdout();
@@ -173,7 +173,7 @@ fn wait_for_process(init: Pid, signal_fd: &SignalFd, master: Option<&OwnedFd>) -
     }
 }
 
-/// Reaps every exited child, and returns the init's exit status once it exited.
+/// Reaps every exited child and returns the init's exit status once it exited.
 fn reap(init: Pid) -> Result<Option<i32>> {
     let mut init_status = None;
     loop {
@@ -190,7 +190,7 @@ fn reap(init: Pid) -> Result<Option<i32>> {
     }
 }
 
-/// Puts the caller's stdin terminal in raw mode, and restores it on drop.
+/// Puts the caller's stdin terminal in raw mode and restores it on drop.
 struct RawMode {
     saved: Option<Termios>,
 }

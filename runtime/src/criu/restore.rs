@@ -124,8 +124,8 @@ pub fn cgroup_roots(proc_cgroup: &str) -> Vec<CgroupRoot> {
         .collect()
 }
 
-/// A recursive bind mount of the rootfs, where criu restores the mount
-/// tree, which is unmounted and removed on drop. It lies outside `--root` so that
+/// A recursive bind mount of the rootfs, where criu restores the mount tree,
+/// which is unmounted and removed on drop. It lies outside `--root` so that
 /// removing a container's directory can never descend into the rootfs.
 struct RootMount {
     path: PathBuf,
@@ -197,8 +197,8 @@ fn send_master(socket: &OwnedFd, master: &OwnedFd) -> Result<()> {
     Ok(())
 }
 
-/// Checks that the bundle mounts every bind-mount destination the image
-/// was dumped with, because criu would fail on the missing one with a less clear
+/// Checks that the bundle mounts every bind-mount destination the image was
+/// dumped with, because criu would fail on the missing one with a less clear
 /// message.
 fn check_image_mounts(image_path: &Path, restore_external: &[String]) -> Result<()> {
     let path = image_path.join(STATE_COPY_FILE);

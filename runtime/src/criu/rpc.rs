@@ -238,8 +238,8 @@ pub struct Version {
 }
 
 impl Version {
-    /// Returns the version as one number, `major * 10000 + minor * 100 + sublevel`
-    /// (3.17.1 is 31701), the form criu's own tools compare.
+    /// Returns the version as one number, the form criu's own tools compare:
+    /// `major * 10000 + minor * 100 + sublevel` (3.17.1 is 31701).
     pub fn number(&self) -> i32 {
         self.major_number * 10000 + self.minor_number * 100 + self.sublevel.unwrap_or(0)
     }

@@ -159,10 +159,10 @@ impl Swrk {
         ))
     }
 
-    /// Sends `request` and returns criu's final response, calling
-    /// `on_notify` for each notification first. The reply to a notification
-    /// reports failure when `on_notify` fails, which makes criu abort, and the error
-    /// of `on_notify` is returned.
+    /// Sends `request` and returns criu's final response, calling `on_notify`
+    /// for each notification first. The reply to a notification reports failure
+    /// when `on_notify` fails, which makes criu abort, and the error of
+    /// `on_notify` is returned.
     pub fn call<E>(
         &mut self,
         request: &Req,

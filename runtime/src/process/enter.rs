@@ -45,7 +45,7 @@ const JOIN_ORDER: [(LinuxNamespaceType, &str); 8] = [
     (LinuxNamespaceType::Cgroup, "cgroup"),
 ];
 
-/// Starts the process in `container`, and returns its pid once it has exec'd,
+/// Starts the process in `container` and returns its pid once it has exec'd,
 /// or at once in a paused container, where it execs on resume.
 pub fn exec(container: &Container, options: ExecOptions) -> Result<Pid> {
     let status = container.status();

@@ -319,8 +319,8 @@ pub(crate) fn load_config(options: &CreateOptions) -> Result<Config> {
     spec::load(&options.bundle)
 }
 
-/// Describes the container's cgroup from `linux.cgroupsPath`, without
-/// creating anything. With `systemd`, the path is the `slice:prefix:name` form.
+/// Describes the container's cgroup from `linux.cgroupsPath`, without creating
+/// anything. With `systemd`, the path is the `slice:prefix:name` form.
 pub(crate) fn cgroup_manager(config: &Config, id: &str, systemd: bool) -> Result<Manager> {
     let linux = config.spec.linux().as_ref();
     let path = linux

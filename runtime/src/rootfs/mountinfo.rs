@@ -51,7 +51,7 @@ fn unescape(field: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// Parses one `mountinfo` line, and returns `None` for a malformed line.
+/// Parses one `mountinfo` line and returns `None` for a malformed line.
 pub fn parse_line(line: &str) -> Option<MountInfo> {
     let (left, right) = line.split_once(" - ")?;
     let mut fields = left.split(' ');

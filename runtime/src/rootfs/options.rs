@@ -97,8 +97,8 @@ const RECURSIVE_ATTR_OPTIONS: &[(&str, bool, u64)] = &[
     ("rsymfollow", true, ATTR_NOSYMFOLLOW),
 ];
 
-/// Returns the mount options the runtime applies, sorted, as `hull features` lists
-/// them. `remount` is left out because it works on bind mounts only.
+/// Returns the mount options the runtime applies, sorted, as `hull features`
+/// lists them. `remount` is left out because it works on bind mounts only.
 pub fn known_options() -> Vec<&'static str> {
     let mut names: Vec<&'static str> = FLAG_OPTIONS
         .iter()

@@ -63,8 +63,8 @@ pub fn set_root_readonly(root: BorrowedFd<'_>) -> Result<(), RootfsError> {
         .map_err(|e| RootfsError::io("rootfs", Path::new("/"), "read-only remount", e))
 }
 
-/// Resolves an entry of `readonlyPaths` or `maskedPaths`, or returns `None` when the
-/// path does not exist, which is skipped as runc does.
+/// Resolves an entry of `readonlyPaths` or `maskedPaths`, or returns `None`
+/// when the path does not exist, which is skipped as runc does.
 fn resolve_existing(
     root: BorrowedFd<'_>,
     what: &'static str,

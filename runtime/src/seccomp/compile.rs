@@ -30,7 +30,8 @@ pub enum Action {
 }
 
 impl Action {
-    /// Returns the value the BPF program returns (`SECCOMP_RET_*` | data).
+    /// Returns the action's `SECCOMP_RET_*` value with its data, as the BPF
+    /// program returns it.
     pub fn ret_value(self) -> u32 {
         match self {
             Action::KillProcess => libc::SECCOMP_RET_KILL_PROCESS,
