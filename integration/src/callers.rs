@@ -61,7 +61,7 @@ impl PodmanStore {
         store
     }
 
-    /// The cgroup under which this store's containers run (`run
+    /// Returns the cgroup under which this store's containers run (`run
     /// --cgroup-parent`), removed on drop.
     pub fn cgroup_parent(&self) -> &str {
         &self.cgroup_parent
@@ -163,7 +163,7 @@ impl Containerd {
         self.wait_ready();
     }
 
-    /// Returns containerd's state directory, which holds the task bundles
+    /// Returns containerd's state directory, which contains the task bundles
     /// in `io.containerd.runtime.v2.task/<namespace>/<id>`.
     pub fn state_dir(&self) -> PathBuf {
         self.dir.path().join("state")

@@ -181,7 +181,8 @@ pub fn processes_rooted_in(root: &Path) -> Vec<i32> {
 /// Removes every cgroup directory named `name`, with the cgroups below it,
 /// where they hold no process. Engines such as podman and containerd
 /// create parent cgroups (and podman a `conmon` child) that outlive their
-/// containers; rmdir fails on a cgroup that still has processes.
+/// containers. rmdir fails on a cgroup that still has processes, so only
+/// empty ones are removed.
 pub fn remove_empty_cgroups(name: &str) {
     fn remove_tree(dir: &Path) {
         for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {

@@ -148,7 +148,8 @@ impl PtySession {
                 let _ = self.child.wait();
                 return None;
             }
-            // Keep the pty drained so the command never blocks on output.
+            // Drain the pty between checks, so the command does not stall on a
+            // full pty buffer.
             let _ = read_until(&self.master, "\u{0}", Duration::from_millis(20));
         }
     }

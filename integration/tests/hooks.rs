@@ -112,8 +112,8 @@ fn hooks_order_and_state_match_runc() {
     // hull starts the program only after the startContainer hooks ran, so
     // its order is fixed.
     assert_eq!(hull_order, KINDS, "hull ran hooks in order {hull_order:?}");
-    // runc 1.1.5 passes "created" to poststart hooks; the container runs
-    // by then, and hull says so.
+    // runc 1.1.5 passes "created" to poststart hooks. The container runs
+    // by then, and hull passes "running".
     let mut expected = runc_states.clone();
     for (kind, state) in &mut expected {
         if kind == "poststart" {

@@ -227,7 +227,7 @@ fn respond_once(listener: &OwnedFd, notified: &Mutex<Vec<i64>>) {
     };
 }
 
-/// A profile that allows everything but mkdir, mkdirat and chdir, which
+/// Builds a profile that allows everything but mkdir, mkdirat and chdir, which
 /// notify the agent at `listener`.
 fn notify_profile(listener: &Path) -> Value {
     json!({

@@ -244,7 +244,7 @@ fn seccomp_argument_condition() {
 #[test]
 fn cwd_through_fd_never_reaches_the_host() {
     require_root!();
-    // The caller holds a host directory open on fd 5, without preserving it;
+    // The caller keeps a host directory open on fd 5, without preserving it;
     // a cwd of /proc/self/fd/N must never land outside the container.
     let runtime = hull_integration::Runtime::hull();
     for n in 3..=16 {

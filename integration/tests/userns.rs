@@ -19,7 +19,7 @@ fn has_full_map(text: &str) -> bool {
     })
 }
 
-/// A busybox bundle in a user namespace, on a private rootfs copy owned
+/// Builds a busybox bundle in a user namespace, on a private rootfs copy owned
 /// by the mapped ids; the directory holding the copy is returned too.
 fn userns_bundle(args: &[&str]) -> (Bundle, tempfile::TempDir) {
     let dir = tempfile::Builder::new()

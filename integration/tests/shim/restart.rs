@@ -157,7 +157,7 @@ fn shim_killed_then_cleaned_up() {
         nix::sys::signal::Signal::SIGKILL,
     )
     .unwrap();
-    // containerd sees the shim's socket close and runs the shim's delete
+    // containerd detects that the shim's socket closed and runs the shim's delete
     // action, which kills and deletes the container.
     for _ in 0..100 {
         let tasks = fixture.ctr_ok(&["task", "ls", "-q"]);
@@ -228,8 +228,8 @@ fn shim_fifo_output_after_containerd_restart() {
     require_tools!("containerd", "ctr", "umoci");
     let mut fixture = Fixture::start();
     let id = unique_id("shim");
-    // Without --log-uri the output goes to FIFOs that ctr created and
-    // nobody reads until attach opens them again.
+    // Without --log-uri the output goes to FIFOs that ctr created, which
+    // have no reader until attach opens them again.
     fixture.ctr_ok(&[
         "run",
         "-d",

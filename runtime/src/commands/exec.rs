@@ -92,6 +92,7 @@ fn exec(global: &Global, args: &Args) -> Result<i32> {
         let paths = crate::cgroups::parse_sub_cgroups(&args.cgroups)?;
         container.state.cgroup = container.state.cgroup.sub_cgroup(&paths)?;
     }
+
     let process = build_process(&container, args)?;
     let terminal = process.terminal().unwrap_or(false);
     let proxy = terminal && args.console_socket.is_none() && !args.detach;
@@ -103,6 +104,7 @@ fn exec(global: &Global, args: &Args) -> Result<i32> {
         (Some(foreground), true) => foreground.console_socket(),
         _ => None,
     };
+
     let options = ExecOptions {
         process,
         console_socket: args.console_socket.clone(),
@@ -111,6 +113,7 @@ fn exec(global: &Global, args: &Args) -> Result<i32> {
         ignore_paused: args.ignore_paused,
     };
     let pid = enter::exec(&container, options)?;
+
     if let Some(pid_file) = &args.pid_file {
         crate::utils::write_atomic(pid_file, pid.to_string().as_bytes())
             .map_err(|e| Error::io(format!("write pid file {}", pid_file.display()), e))?;

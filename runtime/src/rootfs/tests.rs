@@ -34,7 +34,7 @@ fn is_root() -> bool {
     nix::unistd::geteuid().is_root()
 }
 
-/// A minimal busybox rootfs in a temp dir: `<tmp>/rootfs`, with a sibling
+/// Builds a minimal busybox rootfs in a temp dir: `<tmp>/rootfs`, with a sibling
 /// `<tmp>/outside` that nothing may touch.
 fn busybox_rootfs() -> (tempfile::TempDir, PathBuf) {
     let dir = tempfile::tempdir().expect("create temp dir");
@@ -99,7 +99,7 @@ fn spec_from(json: serde_json::Value) -> Spec {
     serde_json::from_value(json).expect("valid spec")
 }
 
-/// The mounts, masked and read-only paths of `runc spec` (runc 1.1).
+/// Returns the mounts, masked and read-only paths of `runc spec` (runc 1.1).
 fn runc_default_spec() -> Spec {
     spec_from(serde_json::json!({
         "ociVersion": "1.0.2",

@@ -14,7 +14,7 @@ use super::{compile, Filter, SeccompError};
 const RET_USER_NOTIF: u32 = libc::SECCOMP_RET_USER_NOTIF;
 const NEW_LISTENER: u32 = libc::SECCOMP_FILTER_FLAG_NEW_LISTENER as u32;
 
-/// A profile that allows all but `names`, which notify.
+/// Builds a profile that allows all but `names`, which notify.
 fn notify_profile(names: &[&str]) -> Value {
     json!({
         "defaultAction": "SCMP_ACT_ALLOW",
