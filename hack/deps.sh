@@ -10,6 +10,7 @@ packages=(
 	runc crun
 	busybox-static debootstrap
 	podman conmon containerd umoci skopeo
+	docker-registry apache2-utils
 	jq hyperfine strace file linux-libc-dev
 	criu python3-protobuf bats
 	iproute2 util-linux mount tar coreutils

@@ -13,6 +13,7 @@ pub mod fixtures;
 pub mod host;
 pub mod output;
 pub mod pty;
+pub mod registry;
 pub mod runtime;
 mod template;
 

@@ -1,0 +1,3 @@
+//! hullctl: pulls, pushes and inspects images through hull-imaged.
+
+fn main() {}

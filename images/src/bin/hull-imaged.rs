@@ -1,0 +1,3 @@
+//! hull-imaged: serves the image API on a unix socket.
+
+fn main() {}
