@@ -8,9 +8,11 @@
 //! socket, starts the server as a detached process with stdio on /dev/null
 //! and the socket as fd 3, writes the address to the bundle's `address`
 //! file (read when containerd restarts) and prints it. containerd 1.7 and
-//! 2.x also accept a JSON bootstrap result, which containerd 2.x needs for
-//! task API version 3. `start` prints it when `MAX_SHIM_VERSION` is 3 or
-//! more.
+//! 2.0 to 2.2 also accept a JSON bootstrap result, which containerd 2.x
+//! needs for task API version 3: `start` prints it when `MAX_SHIM_VERSION`
+//! is 3 or more. containerd 2.3 and later write a protobuf
+//! `BootstrapParams` on stdin instead of the options (which travel inside
+//! it as an extension) and read a protobuf `BootstrapResult` from stdout.
 
 use std::io::{Read, Write};
 use std::os::fd::AsRawFd;
@@ -19,6 +21,7 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
+use hull_proto::containerd::runtime::bootstrap::v1::{BootstrapParams, BootstrapResult};
 use hull_proto::containerd::task::v3::DeleteResponse;
 use prost::Message;
 
@@ -81,17 +84,18 @@ pub fn fnv1a(data: &[u8], seed: u64) -> u64 {
     hash
 }
 
-/// Returns the socket path of the shim for `group` in `namespace` of the
-/// containerd at `containerd_address`: the same inputs give the same path,
-/// so a second container of a group finds the running shim.
-pub fn socket_path(containerd_address: &str, namespace: &str, group: &str) -> PathBuf {
+/// Returns the socket path, in `dir`, of the shim for `group` in
+/// `namespace` of the containerd at `containerd_address`: the same inputs
+/// give the same path, so a second container of a group finds the running
+/// shim.
+pub fn socket_path(dir: &Path, containerd_address: &str, namespace: &str, group: &str) -> PathBuf {
     let key = format!("{containerd_address}\0{namespace}\0{group}");
     let name = format!(
         "{:016x}{:016x}",
         fnv1a(key.as_bytes(), 0),
         fnv1a(key.as_bytes(), 0x9e37_79b9_7f4a_7c15)
     );
-    Path::new(SOCKET_DIR).join(name)
+    dir.join(name)
 }
 
 /// Returns the path of the gRPC socket beside the ttrpc socket at `path`.
@@ -129,16 +133,95 @@ pub fn start_output(address: &str, max_shim_version: Option<&str>) -> String {
     }
 }
 
+/// The standard input of `start`, decoded.
+#[derive(Debug, Default, PartialEq)]
+pub struct StartInput {
+    /// The runtime options, when containerd sent any.
+    pub options: Option<prost_types::Any>,
+    /// The parameters of containerd 2.3 and later.
+    pub params: Option<BootstrapParams>,
+}
+
+/// Decodes the standard input of `start`. Bytes that decode as
+/// `BootstrapParams` naming this shim's id and namespace come from
+/// containerd 2.3 or later. Anything else is an `Any` with the runtime
+/// options: an `Any` decodes as `BootstrapParams` too, because the field
+/// numbers and wire types are the same, but its id and namespace differ.
+pub fn parse_start_input(
+    input: &[u8],
+    id: &str,
+    namespace: &str,
+) -> Result<StartInput, BootstrapError> {
+    if input.is_empty() {
+        return Ok(StartInput::default());
+    }
+    if let Ok(params) = BootstrapParams::decode(input) {
+        if params.instance_id == id && params.namespace == namespace {
+            let options = params
+                .extensions
+                .iter()
+                .filter_map(|extension| extension.value.as_ref())
+                .find(|any| {
+                    !matches!(
+                        ShimOptions::from_any(Some(any)),
+                        Err(crate::options::OptionsError::UnsupportedType(_))
+                    )
+                })
+                .cloned();
+            return Ok(StartInput {
+                options,
+                params: Some(params),
+            });
+        }
+    }
+    let any = prost_types::Any::decode(input)
+        .map_err(|error| BootstrapError::InvalidStdin(error.to_string()))?;
+    Ok(StartInput {
+        options: Some(any),
+        params: None,
+    })
+}
+
+/// Returns the bytes `start` writes to stdout for `input`: a protobuf
+/// `BootstrapResult` for containerd 2.3 and later, else [`start_output`].
+pub fn start_reply(address: &str, input: &StartInput, max_shim_version: Option<&str>) -> Vec<u8> {
+    match input.params {
+        Some(_) => BootstrapResult {
+            version: 3,
+            address: address.to_owned(),
+            protocol: "ttrpc".to_owned(),
+            ..Default::default()
+        }
+        .encode_to_vec(),
+        None => start_output(address, max_shim_version).into_bytes(),
+    }
+}
+
 /// Runs the `start` action and prints the shim's address.
 pub fn start(flags: &Flags) -> Result<(), BootstrapError> {
     let bundle = std::env::current_dir().map_err(BootstrapError::Bundle)?;
+    // containerd reads stdout and stderr together as the address, so
+    // nothing may be printed here: a problem with the options fails start.
+    let mut stdin = Vec::new();
+    std::io::stdin()
+        .read_to_end(&mut stdin)
+        .map_err(|error| BootstrapError::InvalidStdin(error.to_string()))?;
+    let input = parse_start_input(&stdin, &flags.id, &flags.namespace)?;
+    let options = ShimOptions::from_any(input.options.as_ref())?;
+    let socket_dir = input
+        .params
+        .as_ref()
+        .and_then(|params| params.socket_dir.as_deref())
+        .filter(|dir| !dir.is_empty())
+        .map_or_else(|| PathBuf::from(SOCKET_DIR), PathBuf::from);
     let group = group_of(&bundle, &flags.id);
-    let path = socket_path(&flags.address, &flags.namespace, &group);
+    let path = socket_path(&socket_dir, &flags.address, &flags.namespace, &group);
     let address = format!("unix://{}", path.display());
     let max_version = std::env::var("MAX_SHIM_VERSION").ok();
+    let reply = start_reply(&address, &input, max_version.as_deref());
 
-    std::fs::create_dir_all(SOCKET_DIR).map_err(|source| BootstrapError::SocketDir {
-        path: PathBuf::from(SOCKET_DIR),
+    std::fs::create_dir_all(&socket_dir).map_err(|source| BootstrapError::SocketDir {
+        path: socket_dir.clone(),
         source,
     })?;
     let listener = match UnixListener::bind(&path) {
@@ -148,7 +231,7 @@ pub fn start(flags: &Flags) -> Result<(), BootstrapError> {
                 // A shim of this group runs already and serves this
                 // container too.
                 write_address(&bundle, &address)?;
-                print_start_output(&address, max_version.as_deref());
+                print_reply(&reply);
                 return Ok(());
             }
             let _ = std::fs::remove_file(&path);
@@ -159,12 +242,22 @@ pub fn start(flags: &Flags) -> Result<(), BootstrapError> {
         }
         Err(source) => return Err(BootstrapError::Bind { path, source }),
     };
-    let result = spawn_server(flags, &bundle, &address, &listener);
+    let ttrpc_address = input
+        .params
+        .as_ref()
+        .map(|params| params.containerd_ttrpc_address.as_str())
+        .filter(|address| !address.is_empty());
+    let result = spawn_server(flags, &bundle, &address, &listener, ttrpc_address).and_then(|pid| {
+        match options.shim_cgroup.as_str() {
+            "" => Ok(()),
+            cgroup => move_to_cgroup(pid, cgroup),
+        }
+    });
     if result.is_err() {
         let _ = std::fs::remove_file(&path);
         return result;
     }
-    print_start_output(&address, max_version.as_deref());
+    print_reply(&reply);
     Ok(())
 }
 
@@ -173,18 +266,22 @@ fn write_address(bundle: &Path, address: &str) -> Result<(), BootstrapError> {
     std::fs::write(&path, address).map_err(|source| BootstrapError::Write { path, source })
 }
 
-fn print_start_output(address: &str, max_version: Option<&str>) {
+fn print_reply(reply: &[u8]) {
     let mut stdout = std::io::stdout();
-    let _ = stdout.write_all(start_output(address, max_version).as_bytes());
+    let _ = stdout.write_all(reply);
     let _ = stdout.flush();
 }
 
+/// Starts the server with the bound socket as fd 3 and returns its pid.
+/// `ttrpc_address` is containerd's event address when the bootstrap
+/// parameters carried it; otherwise the server reads `TTRPC_ADDRESS`.
 fn spawn_server(
     flags: &Flags,
     bundle: &Path,
     address: &str,
     listener: &UnixListener,
-) -> Result<(), BootstrapError> {
+    ttrpc_address: Option<&str>,
+) -> Result<u32, BootstrapError> {
     write_address(bundle, address)?;
     let binary = std::env::current_exe().map_err(|source| BootstrapError::Spawn {
         binary: PathBuf::from("/proc/self/exe"),
@@ -197,6 +294,9 @@ fn spawn_server(
         .args(["-publish-binary", &flags.publish_binary]);
     if flags.debug {
         command.arg("-debug");
+    }
+    if let Some(ttrpc_address) = ttrpc_address {
+        command.env("TTRPC_ADDRESS", ttrpc_address);
     }
     command
         .current_dir(bundle)
@@ -227,21 +327,7 @@ fn spawn_server(
         source,
     })?;
     // The server is detached: init reaps it after this process exits.
-    let pid = child.id();
-    drop(child);
-
-    // containerd reads stdout and stderr together as the address, so
-    // nothing may be printed here: a problem with the options fails start.
-    let mut input = Vec::new();
-    if std::io::stdin().read_to_end(&mut input).is_ok() && !input.is_empty() {
-        let any = prost_types::Any::decode(input.as_slice())
-            .map_err(|error| BootstrapError::InvalidStdin(error.to_string()))?;
-        let options = ShimOptions::from_any(Some(&any))?;
-        if !options.shim_cgroup.is_empty() {
-            move_to_cgroup(pid, &options.shim_cgroup)?;
-        }
-    }
-    Ok(())
+    Ok(child.id())
 }
 
 /// Adds `pid` to the cgroup at `path` in every mounted cgroup v1 hierarchy
@@ -330,11 +416,90 @@ fn remove_dead_sockets(bundle: &Path) {
 mod tests {
     use super::*;
 
+    fn runc_options(binary: &str) -> prost_types::Any {
+        let options = hull_proto::containerd::runc::v1::Options {
+            binary_name: binary.to_owned(),
+            ..Default::default()
+        };
+        prost_types::Any {
+            type_url: "containerd.runc.v1.Options".to_owned(),
+            value: options.encode_to_vec(),
+        }
+    }
+
+    #[test]
+    fn legacy_stdin_holds_options() {
+        let any = runc_options("/usr/bin/runc");
+        let input = parse_start_input(&any.encode_to_vec(), "c1", "default").unwrap();
+        assert_eq!(input.params, None);
+        assert_eq!(input.options, Some(any));
+        assert_eq!(
+            parse_start_input(&[], "c1", "default").unwrap(),
+            StartInput::default()
+        );
+        assert!(parse_start_input(b"\xff\xff", "c1", "default").is_err());
+    }
+
+    #[test]
+    fn bootstrap_params_carry_options() {
+        use hull_proto::containerd::runtime::bootstrap::v1::Extension;
+        let any = runc_options("/usr/bin/crun");
+        let params = BootstrapParams {
+            instance_id: "c1".to_owned(),
+            namespace: "default".to_owned(),
+            socket_dir: Some("/run/x".to_owned()),
+            extensions: vec![
+                Extension {
+                    value: Some(prost_types::Any {
+                        type_url: "example.com/Other".to_owned(),
+                        value: vec![],
+                    }),
+                },
+                Extension {
+                    value: Some(any.clone()),
+                },
+            ],
+            ..Default::default()
+        };
+        let bytes = params.encode_to_vec();
+        let input = parse_start_input(&bytes, "c1", "default").unwrap();
+        assert_eq!(input.options, Some(any));
+        assert_eq!(input.params, Some(params));
+        // With another id, the same bytes decode as an options Any.
+        let input = parse_start_input(&bytes, "c2", "default").unwrap();
+        assert_eq!(input.params, None);
+
+        let reply = start_reply(
+            "unix:///run/x/a",
+            &parse_start_input(&bytes, "c1", "default").unwrap(),
+            None,
+        );
+        let result = BootstrapResult::decode(reply.as_slice()).unwrap();
+        assert_eq!(result.version, 3);
+        assert_eq!(result.protocol, "ttrpc");
+        assert_eq!(result.address, "unix:///run/x/a");
+    }
+
     #[test]
     fn socket_paths_are_stable_and_short() {
-        let first = socket_path("/run/containerd/containerd.sock", "default", "c1");
-        let again = socket_path("/run/containerd/containerd.sock", "default", "c1");
-        let other = socket_path("/run/containerd/containerd.sock", "default", "c2");
+        let first = socket_path(
+            Path::new(SOCKET_DIR),
+            "/run/containerd/containerd.sock",
+            "default",
+            "c1",
+        );
+        let again = socket_path(
+            Path::new(SOCKET_DIR),
+            "/run/containerd/containerd.sock",
+            "default",
+            "c1",
+        );
+        let other = socket_path(
+            Path::new(SOCKET_DIR),
+            "/run/containerd/containerd.sock",
+            "default",
+            "c2",
+        );
         assert_eq!(first, again);
         assert_ne!(first, other);
         assert!(grpc_socket_path(&first).as_os_str().len() < 108);
