@@ -11,7 +11,7 @@ packages=(
 	busybox-static debootstrap
 	podman conmon containerd umoci skopeo
 	docker-registry apache2-utils
-	jq hyperfine strace file linux-libc-dev
+	jq hyperfine strace file linux-libc-dev curl
 	criu python3-protobuf bats
 	iproute2 util-linux mount tar coreutils
 )
