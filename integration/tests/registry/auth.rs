@@ -124,3 +124,96 @@ fn login_checks_then_stores() {
         assert!(!client.logout(&host).await.unwrap());
     });
 }
+
+/// A credential helper that returns fixed credentials for `helper.lan`,
+/// reports other servers as not found, and records `store` and `erase`
+/// input in its directory.
+const FAKE_HELPER: &str = r#"#!/bin/sh
+dir=$(dirname "$0")
+case "$1" in
+get)
+    read -r server
+    if [ "$server" = helper.lan ]; then
+        echo '{"ServerURL":"helper.lan","Username":"carol","Secret":"from-helper"}'
+    else
+        echo 'credentials not found in native keychain'
+        exit 1
+    fi ;;
+store) cat > "$dir/stored.json" ;;
+erase) cat > "$dir/erased" ;;
+esac
+"#;
+
+#[test]
+fn credential_helper_get_store_erase() {
+    // The helper must be found in PATH, so the checks run in a child test
+    // process with the helper's directory in front of PATH.
+    let Some(helper_dir) = std::env::var_os("HULL_TEST_HELPER_DIR") else {
+        let dir = tempfile::tempdir().unwrap();
+        let helper = dir.path().join("docker-credential-hulltest");
+        std::fs::write(&helper, FAKE_HELPER).unwrap();
+        std::fs::set_permissions(&helper, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let path = format!(
+            "{}:{}",
+            dir.path().display(),
+            std::env::var("PATH").unwrap_or_default()
+        );
+        let output = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "auth::credential_helper_get_store_erase",
+                "--exact",
+                "--nocapture",
+            ])
+            .env("PATH", path)
+            .env("HULL_TEST_HELPER_DIR", dir.path())
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "child test failed:\n{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(stdout.contains("1 passed"), "the child ran no test:\n{stdout}");
+        return;
+    };
+    let helper_dir = PathBuf::from(helper_dir);
+    let file = helper_dir.join("config.json");
+    std::fs::write(
+        &file,
+        r#"{"credHelpers":{"helper.lan":"hulltest"},"auths":{"plain.lan":{"auth":"dTpw"}}}"#,
+    )
+    .unwrap();
+    let mut config = DockerConfig::load(&file).unwrap();
+
+    let carol = Credentials {
+        username: "carol".into(),
+        password: "from-helper".into(),
+    };
+    assert_eq!(config.get("helper.lan").unwrap(), Some(carol));
+    assert_eq!(config.get("other.lan").unwrap(), None);
+    assert_eq!(
+        config.get("plain.lan").unwrap().map(|found| found.username),
+        Some("u".to_string())
+    );
+
+    let dave = Credentials {
+        username: "dave".into(),
+        password: "pw".into(),
+    };
+    config.store("helper.lan", &dave).unwrap();
+    let stored: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(helper_dir.join("stored.json")).unwrap()).unwrap();
+    assert_eq!(stored["ServerURL"], "helper.lan");
+    assert_eq!(stored["Username"], "dave");
+    assert_eq!(stored["Secret"], "pw");
+    let written: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+    assert_eq!(written["auths"]["helper.lan"], serde_json::json!({}));
+    assert!(written["auths"]["plain.lan"]["auth"].is_string());
+
+    assert!(config.erase("helper.lan").unwrap());
+    let erased = std::fs::read_to_string(helper_dir.join("erased")).unwrap();
+    assert_eq!(erased, "helper.lan");
+}

@@ -23,7 +23,7 @@ fn basic(user: &str, password: &str) -> String {
     )
 }
 
-/// A token server that hands out `tok-N` (N counting up) to bob, and
+/// Starts a token server that hands out `tok-N` (N counting up) to bob, and
 /// `anon-N` in the OAuth2 `access_token` field to anonymous requests.
 fn token_server() -> TestServer {
     let issued = AtomicUsize::new(0);
@@ -42,8 +42,9 @@ fn token_server() -> TestServer {
     })
 }
 
-/// A registry that accepts `Bearer tok-N` with N at least `min_token`, and
-/// anonymous tokens for `public/app`; others get a bearer challenge.
+/// Starts a registry that accepts `Bearer tok-N` with N at least
+/// `min_token`, and anonymous tokens for `public/app`. Other requests get a
+/// bearer challenge.
 fn bearer_registry(token_port: u16, min_token: Arc<AtomicUsize>) -> TestServer {
     TestServer::start(move |request: &Request| {
         let repository = request

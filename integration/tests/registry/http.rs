@@ -25,13 +25,13 @@ impl Request {
             .map(|(_, value)| value.as_str())
     }
 
-    /// The path without the query string.
+    /// Returns the path without the query string.
     pub fn path(&self) -> &str {
         self.target.split('?').next().unwrap_or(&self.target)
     }
 
-    /// The value of query parameter `name`, percent-decoding `%3A` and `%2F`
-    /// only (enough for scopes and digests).
+    /// Returns the values of query parameter `name`. Only `%3A`, `%2F`,
+    /// `%2C` and `+` are decoded, which covers scopes and digests.
     pub fn query(&self, name: &str) -> Vec<String> {
         let Some((_, query)) = self.target.split_once('?') else {
             return Vec::new();
@@ -173,7 +173,7 @@ impl Listener {
 impl Drop for Listener {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::SeqCst);
-        // Wake the accept loop so that it sees the stop flag.
+        // Wake the accept loop so that it checks the stop flag.
         let _ = TcpStream::connect((Ipv4Addr::LOCALHOST, self.port));
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
@@ -183,7 +183,8 @@ impl Drop for Listener {
 
 type Handler = dyn Fn(&Request) -> Response + Send + Sync;
 
-/// A server that answers each request with `handler` and records it.
+/// A server that records each request and responds with what `handler`
+/// returns for it.
 pub struct TestServer {
     listener: Listener,
     log: Arc<Mutex<Vec<Request>>>,
@@ -223,8 +224,8 @@ impl TestServer {
 
 /// A proxy in front of `127.0.0.1:upstream` that forwards one request per
 /// connection and records it. While armed, it cuts the body of the first
-/// blob GET after `cut_after` bytes; with `strip_range` it removes the
-/// Range header of later requests, so the registry answers 200.
+/// blob GET after `cut_after` bytes. With `strip_range` it removes the
+/// Range header of every request, so the registry returns 200.
 pub struct CutProxy {
     listener: Listener,
     log: Arc<Mutex<Vec<Request>>>,

@@ -30,8 +30,9 @@ fn block_on<F: std::future::Future>(future: F) -> F::Output {
         .block_on(future)
 }
 
-/// A client whose credentials file is `auth_file`, or a missing file in a
-/// fresh temp dir, so that the machine's docker config is never read.
+/// Creates a client whose credentials file is `auth_file`, or else a
+/// missing file in a fresh temp dir, so the machine's docker config is
+/// never read.
 fn client_with(
     mut config: RegistryConfig,
     auth_file: Option<PathBuf>,

@@ -12,7 +12,7 @@ use oci_spec::image::{Descriptor, ImageIndex};
 use crate::http::CutProxy;
 use crate::{block_on, client, client_with, fetch_all, manifest, reference, sha256, Pushed};
 
-/// The digest skopeo reports for `image`.
+/// Returns the digest that `skopeo inspect` prints for `image`.
 fn skopeo_digest(image: &str) -> String {
     let output = skopeo(&[
         "inspect",

@@ -73,13 +73,13 @@ fn mount_blob_across_repositories() {
             client.blob_exists(&dest, layer.digest()).await.unwrap(),
             None
         );
-        // true means the registry answered 201 Created to the mount.
+        // true means the registry returned 201 Created for the mount.
         assert!(client.mount_blob(&dest, &image, layer).await.unwrap());
         let size = client.blob_exists(&dest, layer.digest()).await.unwrap();
         assert_eq!(size, Some(layer.size()));
 
-        // A blob the source repository lacks: the registry answers 202 and
-        // opens an upload session instead.
+        // The source repository lacks this blob, so the registry returns 202
+        // and opens an upload session instead.
         let absent = Descriptor::new(
             MediaType::ImageLayerGzip,
             3,
