@@ -49,7 +49,7 @@ fn run_helper(
         .map_err(|e| helper_error(format!("waiting for it failed: {e}")))
 }
 
-/// The server URL passed to credential helpers.
+/// Returns the server URL passed to credential helpers.
 fn helper_server(registry: &str) -> String {
     config_key(registry)
 }
@@ -99,7 +99,7 @@ pub(crate) fn helper_get(
         return Ok(None);
     }
     // NOTE: a user name of `<token>` marks an identity token, which docker
-    // trades for an access token by OAuth2; this client sends it as a
+    // trades for an access token by OAuth2. This client sends it as a
     // password in basic auth, which only some registries accept.
     Ok(Some(Credentials {
         username: username.to_string(),
