@@ -175,7 +175,10 @@ fn credential_helper_get_store_erase() {
             String::from_utf8_lossy(&output.stderr)
         );
         let stdout = String::from_utf8_lossy(&output.stdout);
-        assert!(stdout.contains("1 passed"), "the child ran no test:\n{stdout}");
+        assert!(
+            stdout.contains("1 passed"),
+            "the child ran no test:\n{stdout}"
+        );
         return;
     };
     let helper_dir = PathBuf::from(helper_dir);
