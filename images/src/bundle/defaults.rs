@@ -37,7 +37,12 @@ pub const READONLY_PATHS: [&str; 5] = [
     "/proc/sysrq-trigger",
 ];
 
-/// Soft and hard `RLIMIT_NOFILE`.
+/// Default soft and hard `RLIMIT_NOFILE`: the kernel's default
+/// `fs.nr_open`, the largest value setrlimit accepts unless that sysctl is
+/// raised.
+///
+/// NOTE: the runtime's caller needs a hard limit at least this high, because
+/// hull rejects a higher container limit and runc 1.1.5 fails with EPERM.
 pub const NOFILE_LIMIT: u64 = 1_048_576;
 
 fn mount(

@@ -150,8 +150,8 @@ pub fn generate(
     let caps = capabilities::effective_set(&opts.cap_add, &opts.cap_drop)?;
     let nofile = PosixRlimitBuilder::default()
         .typ(PosixRlimitType::RlimitNofile)
-        .soft(NOFILE_LIMIT)
-        .hard(NOFILE_LIMIT)
+        .soft(opts.nofile_limit)
+        .hard(opts.nofile_limit)
         .build()?;
 
     let mut process = Process::default();

@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::path::{Component, Path, PathBuf};
 
+use super::defaults::NOFILE_LIMIT;
 use super::BundleError;
 
 /// Hostname used when [`BundleOptions::hostname`] is unset.
@@ -83,6 +84,9 @@ pub struct BundleOptions {
     pub cpu_period: Option<u64>,
     /// Maximum number of processes and threads.
     pub pids_limit: Option<i64>,
+    /// Soft and hard `RLIMIT_NOFILE` of the process; [`NOFILE_LIMIT`] by
+    /// default. The runtime's caller needs a hard limit at least this high.
+    pub nofile_limit: u64,
     /// Annotations added to the spec; they replace image-derived ones of the
     /// same key.
     pub annotations: HashMap<String, String>,
@@ -112,6 +116,7 @@ impl Default for BundleOptions {
             cpu_quota: None,
             cpu_period: None,
             pids_limit: None,
+            nofile_limit: NOFILE_LIMIT,
             annotations: HashMap::new(),
             root_path: None,
         }
@@ -177,6 +182,9 @@ impl BundleOptions {
                     "must be 1000 to 1000000 microseconds",
                 ));
             }
+        }
+        if self.nofile_limit == 0 {
+            return Err(invalid_limit("nofile limit", 0, "must be positive"));
         }
         if let Some(pids) = self.pids_limit {
             if pids <= 0 {

@@ -140,7 +140,8 @@ mod tests {
         let args = strings(&["run", "fast"]);
         let none: Vec<String> = Vec::new();
         // (entrypoint override, args, expected)
-        let table: [(Option<&[String]>, &[String], &[&str]); 6] = [
+        type Case<'a> = (Option<&'a [String]>, &'a [String], &'a [&'a str]);
+        let table: [Case; 6] = [
             (None, &none, &["/entry", "-v", "serve", "--port=80"]),
             (None, &args, &["/entry", "-v", "run", "fast"]),
             (Some(&new_entry), &none, &["/other"]),

@@ -108,7 +108,7 @@ pub fn resolve(rootfs: &Path, spec: &str) -> Result<ResolvedUser, BundleError> {
     let mut additional_gids: Vec<u32> = match entry {
         Some(entry) => groups
             .iter()
-            .filter(|g| g.gid != gid && g.members.iter().any(|m| *m == entry.name))
+            .filter(|g| g.gid != gid && g.members.contains(&entry.name))
             .map(|g| g.gid)
             .collect(),
         None => Vec::new(),
