@@ -1,5 +1,5 @@
-//! The mounts, namespaces, masked paths and resources of a non-privileged
-//! container, with the same values docker uses.
+//! The default mounts, namespaces, masked paths and resources of a
+//! non-privileged container.
 
 use oci_spec::runtime::{
     LinuxCpuBuilder, LinuxDeviceCgroupBuilder, LinuxMemoryBuilder, LinuxNamespace,

@@ -10,7 +10,7 @@ use super::BundleError;
 /// Hostname used when [`BundleOptions::hostname`] is unset.
 pub const DEFAULT_HOSTNAME: &str = "hull";
 
-/// Where the container's network namespace comes from.
+/// Source of the container's network namespace.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum NetworkMode {
     /// A new network namespace with only a loopback interface, docker's
@@ -71,7 +71,8 @@ pub struct BundleOptions {
     /// Sets `noNewPrivileges`, so setuid binaries and file capabilities
     /// cannot raise privileges.
     pub no_new_privileges: bool,
-    /// `None` is a new, empty network namespace, like [`NetworkMode::None`].
+    /// Source of the network namespace; `None` is a new, empty one, as with
+    /// [`NetworkMode::None`].
     pub network_namespace: Option<NetworkMode>,
     /// Bind mounts appended after the default mounts.
     pub mounts: Vec<BindMount>,

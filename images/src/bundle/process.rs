@@ -3,8 +3,7 @@
 
 use super::BundleError;
 
-/// `PATH` set when neither the image nor the options set one; docker uses
-/// the same list.
+/// `PATH` set when neither the image nor the options set one.
 pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 /// Returns `Entrypoint + Cmd` after the overrides.

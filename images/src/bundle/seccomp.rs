@@ -3,7 +3,7 @@
 //! The profile allows every syscall by default and returns `EPERM` for the
 //! groups below, because an allow-list breaks programs on every new kernel
 //! while the dangerous syscalls are few and well known. Most groups are
-//! lifted when the container holds the capability that the kernel checks for
+//! lifted when the container has the capability that the kernel checks for
 //! the same syscalls, so `cap_add` keeps working as users expect. Names that
 //! an architecture lacks (`stime` on x86_64) are skipped for it by both hull
 //! and libseccomp.
@@ -17,7 +17,7 @@ use oci_spec::runtime::{
 
 use super::capabilities::DEFAULT_CAPABILITIES;
 
-/// A set of syscalls that return `EPERM` unless the container holds one of
+/// A set of syscalls that return `EPERM` unless the container has one of
 /// `lifted_by`.
 struct DenyGroup {
     syscalls: &'static [&'static str],
@@ -97,10 +97,11 @@ const DENY_GROUPS: &[DenyGroup] = &[
         syscalls: &["perf_event_open"],
         lifted_by: &[Capability::SysAdmin, Capability::Perfmon],
     },
-    // Reading or comparing another process's memory and files. ptrace itself
-    // stays allowed, as docker allows it on kernels from 4.8, so debuggers
-    // and strace work on the container's own processes. userfaultfd is the
-    // usual tool to widen kernel race windows.
+    // Reading or comparing another process's memory and files. ptrace stays
+    // allowed so that debuggers and strace work on the container's own
+    // processes: since Linux 4.8 the kernel checks the filter again after a
+    // tracer changes a syscall. userfaultfd is the usual tool to widen
+    // kernel race windows.
     DenyGroup {
         syscalls: &[
             "process_vm_readv",
@@ -138,8 +139,8 @@ const DENY_GROUPS: &[DenyGroup] = &[
         lifted_by: &[],
     },
     // io_uring runs syscall-like work outside the filter and has had many
-    // kernel exploits. Programs that probe for it fall back to plain
-    // syscalls on EPERM, as they do when the io_uring_disabled sysctl is set.
+    // kernel exploits. Callers get EPERM, the error the io_uring_disabled
+    // sysctl of Linux 6.6 also returns.
     DenyGroup {
         syscalls: &["io_uring_setup", "io_uring_enter", "io_uring_register"],
         lifted_by: &[],
@@ -201,9 +202,8 @@ pub fn profile_for(caps: &HashSet<Capability>) -> LinuxSeccomp {
             EPERM,
             Some((0, CLONE_NEWTIME, CLONE_NEWTIME)),
         ));
-        // clone3 passes its flags in memory, which seccomp cannot read. ENOSYS
-        // makes glibc (2.34 and later) fall back to clone, whose flags the
-        // rules above check.
+        // clone3 passes its flags in memory, which seccomp cannot read. On
+        // ENOSYS glibc falls back to clone, whose flags the rules above check.
         syscalls.push(errno_rule(&["clone3"], ENOSYS, None));
     }
 

@@ -281,6 +281,7 @@ fn options_mounts_network_and_limits() {
         ..Default::default()
     };
     let json = to_json(&generate(&sample_image(), dir.path(), &opts).unwrap());
+
     let mounts = json["mounts"].as_array().unwrap();
     assert_eq!(mounts[7]["destination"], "/config");
     assert_eq!(mounts[7]["type"], "bind");
@@ -300,6 +301,7 @@ fn options_mounts_network_and_limits() {
         .unwrap()
         .clone();
     assert_eq!(net["path"], "/run/netns/test");
+
     let resources = &json["linux"]["resources"];
     assert_eq!(resources["memory"]["limit"], 64 << 20);
     assert_eq!(resources["cpu"]["quota"], 50_000);

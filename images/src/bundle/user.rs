@@ -318,7 +318,8 @@ mod tests {
         let user = resolve(dir.path(), "5:6").unwrap();
         assert_eq!((user.uid, user.gid), (5, 6));
         let err = resolve(dir.path(), "app").unwrap_err().to_string();
-        assert!(err.contains("app") && err.contains("/etc/passwd"), "{err}");
+        assert!(err.contains("app"), "{err}");
+        assert!(err.contains("/etc/passwd"), "{err}");
     }
 
     #[test]

@@ -132,9 +132,9 @@ pub fn run_rootfs(config: &ImageConfiguration, rootfs: &Path, opts: &BundleOptio
 }
 
 /// Returns the default options with `nofile_limit` lowered to this
-/// process's hard limit, because hull rejects and runc 1.1.5 fails on a
-/// container limit above the caller's, and test hosts often lack
-/// CAP_SYS_RESOURCE to raise theirs to [`bundle::NOFILE_LIMIT`].
+/// process's hard limit. hull rejects and runc 1.1.5 fails on a container
+/// limit above the caller's, and test hosts may lack CAP_SYS_RESOURCE to
+/// raise theirs to [`bundle::NOFILE_LIMIT`].
 pub fn options() -> BundleOptions {
     let (_, hard) = getrlimit(Resource::RLIMIT_NOFILE).expect("getrlimit(RLIMIT_NOFILE)");
     BundleOptions {

@@ -156,6 +156,7 @@ fn seccomp_denies_unshare_and_mount() {
     let fixture = Fixture::new();
     let output = fixture.run(&fixture.generate(&seccomp_options(&[])), false);
     output.expect_success();
+
     assert_ne!(single(&output, "unshare"), "0", "{output}");
     assert_ne!(single(&output, "mount"), "0", "{output}");
     assert_eq!(
@@ -164,6 +165,7 @@ fn seccomp_denies_unshare_and_mount() {
         "no filter installed:\n{output}"
     );
     assert_eq!(single(&output, "ls"), "0", "{output}");
+
     assert!(
         output
             .stderr
