@@ -10,6 +10,7 @@ use hull_integration::callers::BUSYBOX_IMAGE;
 use hull_integration::pty::{self, PtySession};
 use hull_integration::{require_root, require_tools, unique_id};
 
+mod checkpoint;
 mod events;
 mod fixture;
 mod logging;
