@@ -364,20 +364,27 @@ pub fn delete(flags: &Flags) -> Result<(), BootstrapError> {
         None => std::env::current_dir().map_err(BootstrapError::Bundle)?,
     };
     let options = ShimOptions::load(&bundle)?;
-    let status = Command::new(options.runtime_binary())
-        .arg("--root")
-        .arg(options.runtime_root(&flags.namespace))
-        .arg("--log")
-        .arg(bundle.join("log.json"))
-        .args(["--log-format", "json", "delete", "--force", &flags.id])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status();
-    match status {
-        Ok(status) if status.success() => {}
-        Ok(status) => eprintln!("runtime delete of {} exited with {status}", flags.id),
-        Err(error) => eprintln!("failed to run the runtime delete of {}: {error}", flags.id),
+    let root = options.runtime_root(&flags.namespace);
+    // containerd 1.6 runs this action after every shim exit, also after a
+    // Delete that removed the container. runc and hull keep a container's
+    // state in `<root>/<id>` until their delete, so without that directory
+    // there is nothing to delete and one runtime run is saved.
+    if root.join(&flags.id).exists() {
+        let status = Command::new(options.runtime_binary())
+            .arg("--root")
+            .arg(&root)
+            .arg("--log")
+            .arg(bundle.join("log.json"))
+            .args(["--log-format", "json", "delete", "--force", &flags.id])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+        match status {
+            Ok(status) if status.success() => {}
+            Ok(status) => eprintln!("runtime delete of {} exited with {status}", flags.id),
+            Err(error) => eprintln!("failed to run the runtime delete of {}: {error}", flags.id),
+        }
     }
     if let Err(error) = crate::mount::unmount_all(&bundle.join("rootfs")) {
         eprintln!("{error}");

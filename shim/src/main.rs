@@ -8,6 +8,7 @@
 //! starting the gRPC server on the first gRPC connection.
 
 mod bootstrap;
+mod checkpoint;
 mod flags;
 mod grpc;
 mod logger;

@@ -9,6 +9,7 @@ use hull_proto::containerd::v1::types::Status;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
+use crate::checkpoint::RestoreRequest;
 use crate::options::ShimOptions;
 use crate::runtime::Runtime;
 use crate::stdio::{ProcessIo, StdioPaths};
@@ -137,9 +138,21 @@ pub struct Container {
     pub running_execs: watch::Sender<usize>,
     /// Cancelled when the container is deleted, which stops its watchers.
     pub deleted: CancellationToken,
+    /// The checkpoint of a container created from one. Start restores it
+    /// in place of `start` and then clears it.
+    pub restore: Mutex<Option<RestoreRequest>>,
 }
 
 impl Container {
+    /// Returns whether a restore waits for Start, so the runtime has no
+    /// container yet.
+    pub fn restore_pending(&self) -> bool {
+        self.restore
+            .lock()
+            .expect("restore lock poisoned")
+            .is_some()
+    }
+
     pub fn exec(&self, exec_id: &str) -> Option<Arc<Process>> {
         self.execs
             .lock()

@@ -190,17 +190,37 @@ impl Runtime {
             })
     }
 
-    /// Runs `hull checkpoint` with `args` (flags such as `--image-path`).
-    pub async fn checkpoint(&self, id: &str, args: &[String]) -> Result<(), RuntimeError> {
-        let mut all: Vec<&str> = vec!["checkpoint"];
-        all.extend(args.iter().map(String::as_str));
-        all.push(id);
-        self.run(&all, None).await.map(drop)
+    /// Runs `hull checkpoint` with `args`, the command and its flags as
+    /// [`crate::checkpoint::checkpoint_args`] builds them.
+    pub async fn checkpoint(&self, id: &str, mut args: Vec<OsString>) -> Result<(), RuntimeError> {
+        args.push(id.into());
+        self.run_captured(args, None).await.map(drop)
+    }
+
+    /// Runs `hull restore --detach` with `args`, the command and its flags
+    /// as [`crate::checkpoint::restore_args`] builds them. The restored
+    /// process inherits `stdio`.
+    pub async fn restore(
+        &self,
+        id: &str,
+        mut args: Vec<OsString>,
+        stdio: ProcessStdio,
+    ) -> Result<(), RuntimeError> {
+        args.push(id.into());
+        self.run_inheriting(args, stdio).await
+    }
+
+    async fn run(&self, args: &[&str], stdin: Option<&[u8]>) -> Result<Vec<u8>, RuntimeError> {
+        let args: Vec<OsString> = args.iter().map(OsString::from).collect();
+        self.run_captured(args, stdin).await
     }
 
     /// Runs a command with captured output and returns its stdout.
-    async fn run(&self, args: &[&str], stdin: Option<&[u8]>) -> Result<Vec<u8>, RuntimeError> {
-        let args: Vec<OsString> = args.iter().map(OsString::from).collect();
+    async fn run_captured(
+        &self,
+        args: Vec<OsString>,
+        stdin: Option<&[u8]>,
+    ) -> Result<Vec<u8>, RuntimeError> {
         let name = command_name(&args);
         let mut command = self.command(&args);
         command

@@ -15,6 +15,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tonic::Status as RpcStatus;
 
+use crate::checkpoint::{restore_args, RestoreRequest};
 use crate::logger::LoggerEnv;
 use crate::oom::MemoryCgroup;
 use crate::process::{Container, Process};
@@ -35,6 +36,16 @@ const PUBLISH_RETRIES: u32 = 5;
 /// Time allowed for the runtime to send the pty master after it created
 /// the process.
 const CONSOLE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The runtime command that creates a process.
+pub enum Spawn<'a> {
+    /// `create` of the init process.
+    Create,
+    /// `restore --detach` of the init process from a checkpoint.
+    Restore(&'a RestoreRequest),
+    /// `exec --detach` of the process in the given `process.json` file.
+    Exec(&'a Path),
+}
 
 enum EventMessage {
     Event(Envelope),
@@ -110,14 +121,15 @@ impl Service {
         })
     }
 
-    /// Runs the runtime's `create` or `exec` for `process` with its stdio
-    /// and returns the new process's pid and the shim's side of its stdio.
+    /// Runs the runtime's `create`, `restore` or `exec` for `process` with
+    /// its stdio and returns the new process's pid and the shim's side of
+    /// its stdio.
     pub async fn spawn_process(
         &self,
         container: &Container,
         process: &Process,
         pid_file: &Path,
-        process_file: Option<&Path>,
+        spawn: Spawn<'_>,
     ) -> Result<(u32, ProcessIo), RpcStatus> {
         let _ = std::fs::remove_file(pid_file);
         let console = if process.stdio.terminal {
@@ -150,14 +162,18 @@ impl Service {
             no_pivot: container.options.no_pivot_root,
             no_new_keyring: container.options.no_new_keyring,
         };
-        let result = match process_file {
-            None => {
+        let result = match spawn {
+            Spawn::Create => {
                 container
                     .runtime
                     .create(&container.id, &container.bundle, &options, stdio)
                     .await
             }
-            Some(file) => {
+            Spawn::Restore(restore) => {
+                let args = restore_args(restore, &container.bundle, &options);
+                container.runtime.restore(&container.id, args, stdio).await
+            }
+            Spawn::Exec(file) => {
                 container
                     .runtime
                     .exec(&container.id, file, &options, stdio)
@@ -185,8 +201,12 @@ impl Service {
         Ok((pid as u32, io))
     }
 
-    /// Starts the init process (`hull start`) and publishes TaskStart.
-    pub async fn start_init(&self, container: &Arc<Container>) -> Result<u32, RpcStatus> {
+    /// Starts the init process (`hull start`, or `hull restore` for a
+    /// container created from a checkpoint) and publishes TaskStart.
+    pub async fn start_init(
+        self: &Arc<Self>,
+        container: &Arc<Container>,
+    ) -> Result<u32, RpcStatus> {
         let _lifecycle = container.lifecycle.lock().await;
         let init = &container.init;
         match init.status() {
@@ -198,17 +218,46 @@ impl Service {
                 )))
             }
         }
-        container
-            .runtime
-            .start(&container.id)
-            .await
-            .map_err(runtime_status)?;
+        let restore = container
+            .restore
+            .lock()
+            .expect("restore lock poisoned")
+            .clone();
+        match restore {
+            Some(restore) => self.restore_init(container, &restore).await?,
+            None => container
+                .runtime
+                .start(&container.id)
+                .await
+                .map_err(runtime_status)?,
+        }
         init.set_status(Status::Running);
         self.publish(&TaskStart {
             container_id: container.id.clone(),
             pid: init.pid(),
         });
         Ok(init.pid())
+    }
+
+    /// Restores the init process from `restore` and watches its exit and
+    /// OOM kills, which a created container watches from Create on.
+    async fn restore_init(
+        self: &Arc<Self>,
+        container: &Arc<Container>,
+        restore: &RestoreRequest,
+    ) -> Result<(), RpcStatus> {
+        let init = &container.init;
+        let pid_file = container.bundle.join("init.pid");
+        let (pid, io) = self
+            .spawn_process(container, init, &pid_file, Spawn::Restore(restore))
+            .await?;
+        *init.io.lock().await = io;
+        init.set_pid(pid);
+        *container.restore.lock().expect("restore lock poisoned") = None;
+        self.watch_exit(container.clone(), init.clone());
+        self.watch_oom(container);
+        tracing::info!(container = container.id, pid, image = %restore.image.display(), "container restored");
+        Ok(())
     }
 
     /// Starts an exec process (`hull exec --detach`) and publishes
@@ -240,7 +289,7 @@ impl Service {
         })?;
         let pid_file = exec_file(&container.bundle, &process.exec_id, "pid");
         let spawned = self
-            .spawn_process(container, process, &pid_file, Some(&process_file))
+            .spawn_process(container, process, &pid_file, Spawn::Exec(&process_file))
             .await;
         let _ = std::fs::remove_file(&process_file);
         let (pid, io) = spawned?;

@@ -1,25 +1,26 @@
 //! The `containerd.task.v3.Task` service, which the shim also serves as
 //! `containerd.task.v2.Task`.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use hull_proto::containerd::events::{
     TaskCheckpointed, TaskCreate, TaskDelete, TaskExecAdded, TaskIo, TaskPaused, TaskResumed,
 };
-use hull_proto::containerd::runc::v1::{CheckpointOptions, ProcessDetails};
+use hull_proto::containerd::runc::v1::ProcessDetails;
 use hull_proto::containerd::task::v3::task_server::Task;
 use hull_proto::containerd::task::v3::*;
 use hull_proto::containerd::v1::types::{ProcessInfo, Status};
-use hull_proto::events::{from_any, to_any};
+use hull_proto::events::to_any;
 use tokio::sync::watch;
 use tonic::{Request, Response, Status as RpcStatus};
 
+use crate::checkpoint::RestoreRequest;
 use crate::mount::{mount_rootfs, unmount_all};
 use crate::options::ShimOptions;
 use crate::process::{Container, Process};
 use crate::runtime::Runtime;
-use crate::service::{runtime_status, Service};
+use crate::service::{runtime_status, Service, Spawn};
 use crate::stdio::StdioPaths;
 
 /// Time Delete waits for a process's output to drain.
@@ -50,15 +51,10 @@ impl TaskService {
                 request.id
             )));
         }
-        if !request.checkpoint.is_empty() {
-            // TODO: restore from a checkpoint with `hull restore`.
-            return Err(RpcStatus::unimplemented(
-                "creating a task from a checkpoint is not supported",
-            ));
-        }
         let bundle = std::path::PathBuf::from(&request.bundle);
         let options = ShimOptions::from_any(request.options.as_ref())
             .map_err(|error| RpcStatus::invalid_argument(error.to_string()))?;
+        let restore = RestoreRequest::new(&request.checkpoint, &options.criu_work_path);
         options
             .save(&bundle)
             .map_err(|error| RpcStatus::internal(error.to_string()))?;
@@ -89,23 +85,35 @@ impl TaskService {
             lifecycle: Default::default(),
             running_execs: watch::Sender::new(0),
             deleted: Default::default(),
+            restore: Mutex::new(restore),
         });
-        let spawned = service
-            .spawn_process(&container, &container.init, &bundle.join("init.pid"), None)
-            .await;
-        let (pid, io) = match spawned {
-            Ok(spawned) => spawned,
-            Err(status) => {
-                if container.rootfs_mounted {
-                    if let Err(error) = unmount_all(&rootfs) {
-                        tracing::warn!(%error, "failed to unmount the rootfs");
+        // A container created from a checkpoint has no process until Start
+        // restores it, and its pid is 0 until then.
+        let mut pid = 0;
+        if !container.restore_pending() {
+            let spawned = service
+                .spawn_process(
+                    &container,
+                    &container.init,
+                    &bundle.join("init.pid"),
+                    Spawn::Create,
+                )
+                .await;
+            let io;
+            (pid, io) = match spawned {
+                Ok(spawned) => spawned,
+                Err(status) => {
+                    if container.rootfs_mounted {
+                        if let Err(error) = unmount_all(&rootfs) {
+                            tracing::warn!(%error, "failed to unmount the rootfs");
+                        }
                     }
+                    return Err(status);
                 }
-                return Err(status);
-            }
-        };
-        *container.init.io.lock().await = io;
-        container.init.set_pid(pid);
+            };
+            *container.init.io.lock().await = io;
+            container.init.set_pid(pid);
+        }
         service
             .containers
             .lock()
@@ -124,9 +132,11 @@ impl TaskService {
             checkpoint: request.checkpoint,
             pid,
         });
-        service.watch_exit(container.clone(), container.init.clone());
-        service.watch_oom(&container);
-        tracing::info!(container = request.id, pid, "container created");
+        if !container.restore_pending() {
+            service.watch_exit(container.clone(), container.init.clone());
+            service.watch_oom(&container);
+        }
+        tracing::info!(container = request.id, pid, binary = %container.runtime.binary.display(), "container created");
         Ok(pid)
     }
 
@@ -137,7 +147,7 @@ impl TaskService {
         let is_init = request.exec_id.is_empty();
         match process.status() {
             Status::Stopped => {}
-            Status::Created if is_init => {
+            Status::Created if is_init && !container.restore_pending() => {
                 // The init process still waits for start, and the runtime's
                 // delete kills it.
                 container
@@ -203,50 +213,6 @@ impl TaskService {
                 .remove(&request.exec_id);
         }
         Ok(response)
-    }
-
-    fn checkpoint_args(request: &CheckpointTaskRequest, options: &ShimOptions) -> Vec<String> {
-        let mut args = vec!["--image-path".to_owned(), request.path.clone()];
-        let opts = request
-            .options
-            .as_ref()
-            .and_then(from_any::<CheckpointOptions>)
-            .and_then(Result::ok)
-            .unwrap_or_default();
-        let work_path = if opts.work_path.is_empty() {
-            options.criu_work_path.clone()
-        } else {
-            opts.work_path.clone()
-        };
-        if !work_path.is_empty() {
-            args.extend(["--work-path".to_owned(), work_path]);
-        }
-        if !opts.parent_path.is_empty() {
-            args.extend(["--parent-path".to_owned(), opts.parent_path.clone()]);
-        }
-        if !opts.exit {
-            args.push("--leave-running".to_owned());
-        }
-        for (set, flag) in [
-            (opts.open_tcp, "--tcp-established"),
-            (opts.external_unix_sockets, "--ext-unix-sk"),
-            (opts.terminal, "--shell-job"),
-            (opts.file_locks, "--file-locks"),
-        ] {
-            if set {
-                args.push(flag.to_owned());
-            }
-        }
-        for namespace in &opts.empty_namespaces {
-            args.extend(["--empty-ns".to_owned(), namespace.clone()]);
-        }
-        if !opts.cgroups_mode.is_empty() {
-            args.extend([
-                "--manage-cgroups-mode".to_owned(),
-                opts.cgroups_mode.clone(),
-            ]);
-        }
-        args
     }
 }
 
@@ -346,15 +312,10 @@ impl Task for TaskService {
     async fn checkpoint(&self, request: Request<CheckpointTaskRequest>) -> RpcResult<()> {
         let request = request.into_inner();
         let container = self.0.container(&request.id)?;
-        let args = Self::checkpoint_args(&request, &container.options);
-        container
-            .runtime
-            .checkpoint(&container.id, &args)
-            .await
-            .map_err(runtime_status)?;
+        let path = crate::checkpoint::run(&container, &request).await?;
         self.0.publish(&TaskCheckpointed {
             container_id: container.id.clone(),
-            checkpoint: request.path,
+            checkpoint: path,
         });
         Ok(Response::new(()))
     }

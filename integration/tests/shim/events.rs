@@ -6,26 +6,24 @@ use hull_integration::callers::BUSYBOX_IMAGE;
 use hull_integration::pty::{self, PtySession};
 use hull_integration::{require_root, require_tools, unique_id};
 
-use crate::fixture::{task_topics, EventWatch, Fixture, RUNTIME};
+use crate::fixture::{task_topics, Binary, EventWatch, Fixture};
+use crate::shim_test;
 
-#[test]
-fn shim_events_in_containerd_order() {
+shim_test!(shim_events_in_containerd_order, events_in_containerd_order);
+shim_test!(shim_events_of_exec_pause_kill, events_of_exec_pause_kill);
+shim_test!(shim_oom_event, oom_event);
+shim_test!(shim_attach_to_detached_tty, attach_to_detached_tty);
+
+fn events_in_containerd_order(binary: Binary) {
     require_root!();
     require_tools!("containerd", "ctr", "umoci");
-    let fixture = Fixture::start();
+    let fixture = Fixture::start_with(binary);
     let events = EventWatch::start(&fixture);
 
     let id = unique_id("shim");
-    fixture.ctr_ok(&[
-        "run",
-        "--rm",
-        "--runtime",
-        RUNTIME,
-        BUSYBOX_IMAGE,
-        &id,
-        "true",
-    ]);
+    fixture.run_ok(&["--rm"], &[BUSYBOX_IMAGE, &id, "true"]);
     let text = events.stop();
+    fixture.assert_binary_used();
     assert_eq!(
         task_topics(&text, &id),
         [
@@ -38,24 +36,15 @@ fn shim_events_in_containerd_order() {
     );
 }
 
-#[test]
-fn shim_events_of_exec_pause_kill() {
+fn events_of_exec_pause_kill(binary: Binary) {
     require_root!();
     require_tools!("containerd", "ctr", "umoci");
-    let fixture = Fixture::start();
+    let fixture = Fixture::start_with(binary);
     let events = EventWatch::start(&fixture);
     let id = unique_id("shim");
-    fixture.ctr_ok(&[
-        "run",
-        "-d",
-        "--runtime",
-        RUNTIME,
-        BUSYBOX_IMAGE,
-        &id,
-        "sleep",
-        "600",
-    ]);
+    fixture.run_ok(&["-d"], &[BUSYBOX_IMAGE, &id, "sleep", "600"]);
     fixture.wait_for_status(&id, "RUNNING");
+    fixture.assert_runtime_state(&id, "running");
     fixture.ctr_ok(&["task", "exec", "--exec-id", "short", &id, "true"]);
     fixture.ctr_ok(&[
         "task",
@@ -111,28 +100,25 @@ fn shim_events_of_exec_pause_kill() {
     assert_eq!(exit_ids, ["short", "long", "init"], "events:\n{text}");
 }
 
-#[test]
-fn shim_oom_event() {
+fn oom_event(binary: Binary) {
     require_root!();
     require_tools!("containerd", "ctr", "umoci");
-    let fixture = Fixture::start();
+    let fixture = Fixture::start_with(binary);
     let events = EventWatch::start(&fixture);
     let id = unique_id("shim");
     // The shell keeps 32 MiB in a variable, over the 8 MiB limit.
-    let output = fixture.ctr(&[
-        "run",
-        "--rm",
-        "--runtime",
-        RUNTIME,
-        "--memory-limit",
-        "8388608",
-        BUSYBOX_IMAGE,
-        &id,
-        "sh",
-        "-c",
-        r#"x=$(head -c 32m /dev/zero | tr "\0" x); echo survived"#,
-    ]);
+    let output = fixture.run(
+        &["--rm", "--memory-limit", "8388608"],
+        &[
+            BUSYBOX_IMAGE,
+            &id,
+            "sh",
+            "-c",
+            r#"x=$(head -c 32m /dev/zero | tr "\0" x); echo survived"#,
+        ],
+    );
     let text = events.stop();
+    fixture.assert_binary_used();
     assert!(
         !output.stdout.contains("survived"),
         "the OOM killer did not fire: {output}"
@@ -145,29 +131,19 @@ fn shim_oom_event() {
     );
 }
 
-#[test]
-fn shim_attach_to_detached_tty() {
+fn attach_to_detached_tty(binary: Binary) {
     require_root!();
     require_tools!("containerd", "ctr", "umoci");
-    let fixture = Fixture::start();
+    let fixture = Fixture::start_with(binary);
     let id = unique_id("shim");
     let wait = Duration::from_secs(60);
 
     // ctr -t needs a terminal of its own, even with -d.
-    let mut run = fixture.containerd.ctr();
-    run.args([
-        "run",
-        "-d",
-        "-t",
-        "--runtime",
-        RUNTIME,
-        BUSYBOX_IMAGE,
-        &id,
-        "sh",
-    ]);
+    let run = fixture.run_command(&["-d", "-t"], &[BUSYBOX_IMAGE, &id, "sh"]);
     let mut session = PtySession::spawn(run);
     assert_eq!(session.wait(wait), Some(0), "{}", fixture.containerd.log());
     fixture.wait_for_status(&id, "RUNNING");
+    fixture.assert_runtime_state(&id, "running");
 
     let mut attach = fixture.containerd.ctr();
     attach.args(["task", "attach", &id]);

@@ -5,7 +5,12 @@ use std::os::unix::fs::PermissionsExt;
 use hull_integration::callers::BUSYBOX_IMAGE;
 use hull_integration::{require_root, require_tools, unique_id};
 
-use crate::fixture::{Fixture, RUNTIME};
+use crate::fixture::{Binary, Fixture};
+use crate::shim_test;
+
+shim_test!(shim_binary_log_uri, binary_log_uri);
+shim_test!(shim_binary_logger_failure, binary_logger_failure);
+shim_test!(shim_file_log_uri, file_log_uri);
 
 /// A logger that follows containerd's contract: it closes fd 5 once ready
 /// and copies fds 3 and 4 into files in the directory of its `dir`
@@ -20,11 +25,10 @@ exec 5>&-
 wait
 "#;
 
-#[test]
-fn shim_binary_log_uri() {
+fn binary_log_uri(binary: Binary) {
     require_root!();
     require_tools!("containerd", "ctr", "umoci");
-    let fixture = Fixture::start();
+    let fixture = Fixture::start_with(binary);
     let dir = tempfile::tempdir().unwrap();
     let logger = dir.path().join("logger");
     std::fs::write(&logger, LOGGER).unwrap();
@@ -32,20 +36,18 @@ fn shim_binary_log_uri() {
     let uri = format!("binary://{}?dir={}", logger.display(), dir.path().display());
 
     let id = unique_id("shim");
-    let output = fixture.ctr_ok(&[
-        "run",
-        "--rm",
-        "--runtime",
-        RUNTIME,
-        "--log-uri",
-        &uri,
-        BUSYBOX_IMAGE,
-        &id,
-        "sh",
-        "-c",
-        "echo to-stdout; echo to-stderr >&2",
-    ]);
+    let output = fixture.run_ok(
+        &["--rm", "--log-uri", &uri],
+        &[
+            BUSYBOX_IMAGE,
+            &id,
+            "sh",
+            "-c",
+            "echo to-stdout; echo to-stderr >&2",
+        ],
+    );
     assert_eq!(output.stdout, "", "{output}");
+    fixture.assert_binary_used();
 
     let read = |name: &str| std::fs::read_to_string(dir.path().join(name)).unwrap_or_default();
     assert_eq!(read("stdout"), "to-stdout\n");
@@ -56,51 +58,46 @@ fn shim_binary_log_uri() {
     assert!(env.contains(&namespace), "{env}");
 }
 
-#[test]
-fn shim_binary_logger_failure() {
+fn binary_logger_failure(binary: Binary) {
     require_root!();
     require_tools!("containerd", "ctr", "umoci");
-    let fixture = Fixture::start();
+    let fixture = Fixture::start_with(binary);
     let id = unique_id("shim");
-    let output = fixture.ctr(&[
-        "run",
-        "--rm",
-        "--runtime",
-        RUNTIME,
-        "--log-uri",
-        "binary:///nonexistent/logger",
-        BUSYBOX_IMAGE,
-        &id,
-        "true",
-    ]);
+    let output = fixture.run(
+        &["--rm", "--log-uri", "binary:///nonexistent/logger"],
+        &[BUSYBOX_IMAGE, &id, "true"],
+    );
     assert!(!output.success(), "{output}");
     assert!(output.stderr.contains("/nonexistent/logger"), "{output}");
     let _ = fixture.ctr(&["container", "delete", &id]);
+
+    // The logger fails before the runtime runs, so a container without
+    // a logger shows that the shim still runs the fixture's binary.
+    let id = unique_id("shim");
+    fixture.run_ok(&["--rm"], &[BUSYBOX_IMAGE, &id, "true"]);
+    fixture.assert_binary_used();
 }
 
-#[test]
-fn shim_file_log_uri() {
+fn file_log_uri(binary: Binary) {
     require_root!();
     require_tools!("containerd", "ctr", "umoci");
-    let fixture = Fixture::start();
+    let fixture = Fixture::start_with(binary);
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("container.log");
     let uri = format!("file://{}", log.display());
 
     let id = unique_id("shim");
-    fixture.ctr_ok(&[
-        "run",
-        "--rm",
-        "--runtime",
-        RUNTIME,
-        "--log-uri",
-        &uri,
-        BUSYBOX_IMAGE,
-        &id,
-        "sh",
-        "-c",
-        "echo to-stdout; sleep 0.1; echo to-stderr >&2",
-    ]);
+    fixture.run_ok(
+        &["--rm", "--log-uri", &uri],
+        &[
+            BUSYBOX_IMAGE,
+            &id,
+            "sh",
+            "-c",
+            "echo to-stdout; sleep 0.1; echo to-stderr >&2",
+        ],
+    );
     let text = std::fs::read_to_string(&log).unwrap();
     assert_eq!(text, "to-stdout\nto-stderr\n");
+    fixture.assert_binary_used();
 }

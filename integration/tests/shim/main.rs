@@ -1,52 +1,40 @@
 //! containerd 1.6 with hull's shim (`io.containerd.hull.v2`): `ctr` commands
 //! against a private containerd whose `PATH` starts with the directory of
-//! the built `containerd-shim-hull-v2` and `hull`.
+//! the built `containerd-shim-hull-v2` and `hull`. Each test runs twice
+//! through [`shim_test!`], once with hull as the shim's runtime binary and
+//! once with runc.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use hull_integration::callers::BUSYBOX_IMAGE;
 use hull_integration::pty::{self, PtySession};
 use hull_integration::{require_root, require_tools, unique_id};
 
+mod checkpoint;
 mod events;
 mod fixture;
 mod logging;
 mod restart;
 
-use fixture::{Fixture, RUNTIME};
+use fixture::{Binary, Fixture};
 
-#[test]
-fn shim_run_prints_and_exits() {
+shim_test!(shim_run_prints_and_exits, run_prints_and_exits);
+shim_test!(shim_task_commands, task_commands);
+
+fn run_prints_and_exits(binary: Binary) {
     require_root!();
     require_tools!("containerd", "ctr", "umoci");
-    let fixture = Fixture::start();
+    let fixture = Fixture::start_with(binary);
 
     let id = unique_id("shim");
-    let output = fixture.ctr_ok(&[
-        "run",
-        "--rm",
-        "--runtime",
-        RUNTIME,
-        BUSYBOX_IMAGE,
-        &id,
-        "echo",
-        "hi",
-    ]);
+    let output = fixture.run_ok(&["--rm"], &[BUSYBOX_IMAGE, &id, "echo", "hi"]);
     assert_eq!(output.stdout, "hi\n", "{output}");
 
     let id = unique_id("shim");
-    let output = fixture.ctr(&[
-        "run",
-        "--rm",
-        "--runtime",
-        RUNTIME,
-        BUSYBOX_IMAGE,
-        &id,
-        "sh",
-        "-c",
-        "echo err >&2; exit 3",
-    ]);
+    let output = fixture.run(
+        &["--rm"],
+        &[BUSYBOX_IMAGE, &id, "sh", "-c", "echo err >&2; exit 3"],
+    );
     assert_eq!(
         output.code,
         Some(3),
@@ -57,25 +45,18 @@ fn shim_run_prints_and_exits() {
 
     let output = fixture.ctr_ok(&["containers", "ls", "-q"]);
     assert_eq!(output.stdout, "", "run --rm left containers: {output}");
+    fixture.assert_binary_used();
 }
 
-#[test]
-fn shim_task_commands() {
+fn task_commands(binary: Binary) {
     require_root!();
     require_tools!("containerd", "ctr", "umoci");
-    let fixture = Fixture::start();
+    let fixture = Fixture::start_with(binary);
     let id = unique_id("shim");
-    fixture.ctr_ok(&[
-        "run",
-        "-d",
-        "--runtime",
-        RUNTIME,
-        BUSYBOX_IMAGE,
-        &id,
-        "sleep",
-        "600",
-    ]);
+    fixture.run_ok(&["-d"], &[BUSYBOX_IMAGE, &id, "sleep", "600"]);
     fixture.wait_for_status(&id, "RUNNING");
+    fixture.assert_binary_used();
+    fixture.assert_runtime_state(&id, "running");
 
     let output = fixture.ctr(&[
         "task",
@@ -112,6 +93,7 @@ fn shim_task_commands() {
 
     fixture.ctr_ok(&["task", "pause", &id]);
     fixture.wait_for_status(&id, "PAUSED");
+    fixture.assert_runtime_state(&id, "paused");
     fixture.ctr_ok(&["task", "resume", &id]);
     fixture.wait_for_status(&id, "RUNNING");
 
@@ -134,32 +116,4 @@ fn shim_task_commands() {
     );
     fixture.ctr_ok(&["task", "delete", &id]);
     fixture.ctr_ok(&["container", "delete", &id]);
-}
-
-#[test]
-fn shim_runs_runc_as_binary_name() {
-    require_root!();
-    require_tools!("containerd", "ctr", "umoci", "runc");
-    let fixture = Fixture::start();
-    let config = tempfile::NamedTempFile::new().unwrap();
-    std::fs::write(config.path(), "BinaryName = \"runc\"\n").unwrap();
-    let id = unique_id("shim");
-    let output = fixture.ctr_ok(&[
-        "run",
-        "--rm",
-        "--runtime",
-        RUNTIME,
-        "--runtime-config-path",
-        config.path().to_str().unwrap(),
-        BUSYBOX_IMAGE,
-        &id,
-        "echo",
-        "via-runc",
-    ]);
-    assert_eq!(output.stdout, "via-runc\n", "{output}");
-    // The shim gives runc the runc shim's default state directory.
-    let runc_root = PathBuf::from("/run/containerd/runc").join(fixture.containerd.namespace());
-    let used_runc = runc_root.is_dir();
-    let _ = std::fs::remove_dir(&runc_root);
-    assert!(used_runc, "{} was not created", runc_root.display());
 }

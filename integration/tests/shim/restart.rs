@@ -6,7 +6,18 @@ use std::time::Duration;
 use hull_integration::callers::BUSYBOX_IMAGE;
 use hull_integration::{require_root, require_tools, unique_id};
 
-use crate::fixture::{task_topics, EventWatch, Fixture, RUNTIME};
+use crate::fixture::{task_topics, Binary, EventWatch, Fixture};
+use crate::shim_test;
+
+shim_test!(
+    shim_survives_containerd_restart,
+    survives_containerd_restart
+);
+shim_test!(shim_killed_then_cleaned_up, killed_then_cleaned_up);
+shim_test!(
+    shim_fifo_output_after_containerd_restart,
+    fifo_output_after_containerd_restart
+);
 
 /// A shell loop that prints `tick-N` every 100 ms.
 const TICKER: &str = "i=0; while true; do echo tick-$i; i=$((i+1)); sleep 0.1; done";
@@ -58,29 +69,20 @@ fn process_exists(pid: i32) -> bool {
     Path::new(&format!("/proc/{pid}")).exists()
 }
 
-#[test]
-fn shim_survives_containerd_restart() {
+fn survives_containerd_restart(binary: Binary) {
     require_root!();
     require_tools!("containerd", "ctr", "umoci");
-    let mut fixture = Fixture::start();
+    let mut fixture = Fixture::start_with(binary);
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("ticks.log");
     let uri = format!("file://{}", log.display());
     let id = unique_id("shim");
-    fixture.ctr_ok(&[
-        "run",
-        "-d",
-        "--runtime",
-        RUNTIME,
-        "--log-uri",
-        &uri,
-        BUSYBOX_IMAGE,
-        &id,
-        "sh",
-        "-c",
-        TICKER,
-    ]);
+    fixture.run_ok(
+        &["-d", "--log-uri", &uri],
+        &[BUSYBOX_IMAGE, &id, "sh", "-c", TICKER],
+    );
     fixture.wait_for_status(&id, "RUNNING");
+    fixture.assert_runtime_state(&id, "running");
     let pid = task_pid(&fixture, &id);
     let shim = shim_pid(&id).expect("no shim server found");
 
@@ -119,23 +121,14 @@ fn shim_survives_containerd_restart() {
     assert!(!process_exists(shim), "the shim did not exit after delete");
 }
 
-#[test]
-fn shim_killed_then_cleaned_up() {
+fn killed_then_cleaned_up(binary: Binary) {
     require_root!();
     require_tools!("containerd", "ctr", "umoci");
-    let fixture = Fixture::start();
+    let fixture = Fixture::start_with(binary);
     let id = unique_id("shim");
-    fixture.ctr_ok(&[
-        "run",
-        "-d",
-        "--runtime",
-        RUNTIME,
-        BUSYBOX_IMAGE,
-        &id,
-        "sleep",
-        "600",
-    ]);
+    fixture.run_ok(&["-d"], &[BUSYBOX_IMAGE, &id, "sleep", "600"]);
     fixture.wait_for_status(&id, "RUNNING");
+    fixture.assert_runtime_state(&id, "running");
     let pid = task_pid(&fixture, &id);
     let shim = shim_pid(&id).expect("no shim server found");
     let namespace = fixture.containerd.namespace().to_owned();
@@ -187,7 +180,7 @@ fn shim_killed_then_cleaned_up() {
     );
     assert!(!cgroup.exists(), "{} still exists", cgroup.display());
     assert!(!Path::new(&socket).exists(), "socket {socket} left behind");
-    let runtime_state = Path::new("/run/containerd/hull").join(&namespace).join(&id);
+    let runtime_state = fixture.runtime_root().join(&id);
     assert!(
         !runtime_state.exists(),
         "{} still exists",
@@ -222,26 +215,16 @@ fn read_line_with_prefix(
     line
 }
 
-#[test]
-fn shim_fifo_output_after_containerd_restart() {
+fn fifo_output_after_containerd_restart(binary: Binary) {
     require_root!();
     require_tools!("containerd", "ctr", "umoci");
-    let mut fixture = Fixture::start();
+    let mut fixture = Fixture::start_with(binary);
     let id = unique_id("shim");
     // Without --log-uri the output goes to FIFOs that ctr created, which
     // have no reader until attach opens them again.
-    fixture.ctr_ok(&[
-        "run",
-        "-d",
-        "--runtime",
-        RUNTIME,
-        BUSYBOX_IMAGE,
-        &id,
-        "sh",
-        "-c",
-        TICKER,
-    ]);
+    fixture.run_ok(&["-d"], &[BUSYBOX_IMAGE, &id, "sh", "-c", TICKER]);
     fixture.wait_for_status(&id, "RUNNING");
+    fixture.assert_runtime_state(&id, "running");
 
     fixture.containerd.restart();
     fixture.wait_for_status(&id, "RUNNING");
