@@ -52,23 +52,10 @@ fn random_suffix() -> String {
     format!("{}-{nanos:x}-{n}", std::process::id())
 }
 
-/// Syncs every file and directory below `dir`, then `dir` itself.
+/// Writes the unpacked files below `dir` to disk, with one `syncfs` of the
+/// file system that holds them.
 pub(crate) fn sync_tree(dir: &Path) -> Result<()> {
-    let entries = fs::read_dir(dir).map_err(|e| StoreError::io("read", dir, e))?;
-    for entry in entries {
-        let entry = entry.map_err(|e| StoreError::io("read", dir, e))?;
-        let kind = entry
-            .file_type()
-            .map_err(|e| StoreError::io("stat", entry.path(), e))?;
-        if kind.is_dir() {
-            sync_tree(&entry.path())?;
-        } else if kind.is_file() {
-            let path = entry.path();
-            fs::File::open(&path)
-                .and_then(|f| f.sync_all())
-                .map_err(|e| StoreError::io("sync", &path, e))?;
-        }
-    }
+    crate::snapshot::sync_dir(dir)?;
     sync_dir(dir)
 }
 
