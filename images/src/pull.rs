@@ -12,7 +12,9 @@ mod push;
 
 use std::sync::Arc;
 
-use oci_spec::image::{Descriptor, Digest, ImageConfiguration, ImageIndex, ImageManifest, Platform};
+use oci_spec::image::{
+    Descriptor, Digest, ImageConfiguration, ImageIndex, ImageManifest, Platform,
+};
 use tokio::sync::mpsc::Sender;
 
 use crate::registry::{platform, RegistryClient, RegistryError};
@@ -189,7 +191,9 @@ pub(crate) fn parse_image(
         .rootfs()
         .diff_ids()
         .iter()
-        .map(|id| Digest::try_from(id.as_str()).map_err(|e| invalid("image config", config_digest, e)))
+        .map(|id| {
+            Digest::try_from(id.as_str()).map_err(|e| invalid("image config", config_digest, e))
+        })
         .collect::<Result<Vec<_>, _>>()?;
     if diff_ids.len() != manifest.layers().len() {
         return Err(invalid(
@@ -222,8 +226,7 @@ pub async fn pull(
     let target = resolved.descriptor;
     let mut pins = store.pin([target.digest()]);
 
-    let (manifest_desc, manifest_bytes) = if is_index_media_type(&target.media_type().to_string())
-    {
+    let (manifest_desc, manifest_bytes) = if is_index_media_type(&target.media_type().to_string()) {
         let index: ImageIndex = serde_json::from_slice(&resolved.bytes)
             .map_err(|e| invalid("image index", target.digest(), e))?;
         let chosen = platform::select(&index, platform).ok_or_else(|| PullError::NoPlatform {
@@ -257,7 +260,10 @@ pub async fn pull(
         let (layer, diff_id, reporter) = (layer.clone(), diff_id.clone(), reporter.clone());
         let semaphore = semaphore.clone();
         tasks.spawn(async move {
-            let _permit = semaphore.acquire_owned().await.expect("semaphore is never closed");
+            let _permit = semaphore
+                .acquire_owned()
+                .await
+                .expect("semaphore is never closed");
             layer::pull_layer(&client, &store, &reference, &layer, &diff_id, &reporter).await
         });
     }
@@ -283,7 +289,12 @@ pub async fn pull(
     store.put_image(&record)?;
     drop(pins);
     reporter
-        .send(&name, Action::Done, record.manifest.size(), record.manifest.size())
+        .send(
+            &name,
+            Action::Done,
+            record.manifest.size(),
+            record.manifest.size(),
+        )
         .await;
     tracing::info!(image = %name, manifest = %record.manifest.digest(), "pulled image");
     Ok(record)

@@ -17,14 +17,18 @@ fn by_digest(reference: &Reference, digest: &Digest) -> Result<Reference, PullEr
     repository_at(reference.registry(), reference.repository(), digest)
 }
 
-fn repository_at(registry: &str, repository: &str, digest: &Digest) -> Result<Reference, PullError> {
-    format!("{registry}/{repository}@{digest}")
-        .parse()
-        .map_err(|e: crate::reference::ReferenceError| PullError::InvalidManifest {
+fn repository_at(
+    registry: &str,
+    repository: &str,
+    digest: &Digest,
+) -> Result<Reference, PullError> {
+    format!("{registry}/{repository}@{digest}").parse().map_err(
+        |e: crate::reference::ReferenceError| PullError::InvalidManifest {
             what: "reference",
             digest: digest.clone(),
             reason: e.to_string(),
-        })
+        },
+    )
 }
 
 async fn push_blob(
@@ -96,14 +100,8 @@ pub async fn push(
     progress: Sender<Progress>,
 ) -> Result<Digest, PullError> {
     let reporter = Reporter(progress);
-    let target = &image.target;
-    let whole_index = is_index_media_type(&target.media_type().to_string())
-        && store
-            .read_index(target.digest())?
-            .manifests()
-            .iter()
-            .all(|m| store.has_blob(m.digest()));
-    let digest = if whole_index {
+    let target = store.exportable_target(image)?;
+    let digest = if is_index_media_type(&target.media_type().to_string()) {
         let index = store.read_index(target.digest())?;
         for child in index.manifests() {
             let child_dest = by_digest(dest, child.digest())?;
@@ -114,7 +112,7 @@ pub async fn push(
             .push_manifest(dest, &target.media_type().to_string(), &bytes)
             .await?
     } else {
-        push_manifest(client, store, dest, &image.manifest, &reporter).await?
+        push_manifest(client, store, dest, &target, &reporter).await?
     };
     store.add_blob_source(&digest, dest.registry(), dest.repository())?;
     reporter.send(&dest.to_string(), Action::Done, 0, 0).await;

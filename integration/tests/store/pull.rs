@@ -74,8 +74,10 @@ async fn pull_zstd_layers() {
     require_root!();
     require_tools!("docker-registry", "skopeo", "umoci");
     let env = Env::start();
-    let reference =
-        env.push_busybox("zstd/busybox", &["--dest-compress-format", "zstd", "--format", "oci"]);
+    let reference = env.push_busybox(
+        "zstd/busybox",
+        &["--dest-compress-format", "zstd", "--format", "oci"],
+    );
     let record = env.pull(&reference).await.unwrap();
     let manifest = env.store.image_manifest(&record).unwrap();
     assert_eq!(
@@ -115,7 +117,11 @@ fn add_two_platform_index(layout: &Path, tag: &str) {
     amd64_entry["platform"] = json!({"os": "linux", "architecture": "amd64"});
     let mut arm64_entry = serde_json::to_value(&arm64).unwrap();
     arm64_entry["platform"] = json!({"os": "linux", "architecture": "arm64"});
-    assert_eq!(host.architecture().to_string(), "amd64", "the test assumes an amd64 host");
+    assert_eq!(
+        host.architecture().to_string(),
+        "amd64",
+        "the test assumes an amd64 host"
+    );
     let image_index = json!({
         "schemaVersion": 2,
         "mediaType": "application/vnd.oci.image.index.v1+json",
@@ -125,7 +131,11 @@ fn add_two_platform_index(layout: &Path, tag: &str) {
     let mut entry = serde_json::to_value(&index_desc).unwrap();
     entry["annotations"] = json!({"org.opencontainers.image.ref.name": tag});
     index["manifests"].as_array_mut().unwrap().push(entry);
-    std::fs::write(layout.join("index.json"), serde_json::to_vec(&index).unwrap()).unwrap();
+    std::fs::write(
+        layout.join("index.json"),
+        serde_json::to_vec(&index).unwrap(),
+    )
+    .unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -177,7 +187,10 @@ async fn pull_rejects_corrupt_registry_blob() {
         &format!("docker://{reference}"),
     ]);
     let manifest: Value = serde_json::from_str(&manifest).unwrap();
-    let layer = manifest["layers"][0]["digest"].as_str().unwrap().to_string();
+    let layer = manifest["layers"][0]["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let hex = layer.strip_prefix("sha256:").unwrap();
     let data = env
         .registry
@@ -207,7 +220,10 @@ async fn pull_rejects_corrupt_registry_blob() {
     assert!(!env.store.has_blob(&layer_digest));
     assert!(env.store.list_images().unwrap().is_empty());
     assert!(env.store.list_snapshots().unwrap().is_empty());
-    assert_eq!(names(&env.root().join("content/ingest")), Vec::<String>::new());
+    assert_eq!(
+        names(&env.root().join("content/ingest")),
+        Vec::<String>::new()
+    );
     let snapshots = names(&env.root().join("snapshots"));
     assert!(snapshots.is_empty(), "{snapshots:?}");
 }
@@ -238,7 +254,11 @@ async fn interrupted_pull_resumes() {
     std::fs::create_dir(&rootfs).unwrap();
     run(
         "cp",
-        &["-a", &format!("{}/.", busybox_rootfs().display()), &rootfs.display().to_string()],
+        &[
+            "-a",
+            &format!("{}/.", busybox_rootfs().display()),
+            &rootfs.display().to_string(),
+        ],
     );
     run(
         "dd",
@@ -284,7 +304,10 @@ async fn interrupted_pull_resumes() {
     );
     let report = env.store.check().unwrap();
     assert!(report.is_clean(), "{report:?}");
-    assert_eq!(names(&env.root().join("content/ingest")), Vec::<String>::new());
+    assert_eq!(
+        names(&env.root().join("content/ingest")),
+        Vec::<String>::new()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
