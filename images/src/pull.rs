@@ -2,7 +2,7 @@
 //! images back.
 //!
 //! A pull resolves the reference, picks this host's manifest from an index,
-//! stores the index, manifest and config, then downloads up to
+//! and stores the index, manifest and config. It then downloads up to
 //! [`MAX_CONCURRENT_LAYERS`] layers at once, each one written to the store
 //! and unpacked into its snapshot while it streams in. The image record is
 //! written last, so a failed pull leaves no image behind.
@@ -45,8 +45,10 @@ pub enum PullError {
     )]
     DiffIdMismatch {
         layer: Digest,
-        expected: Digest,
-        actual: Digest,
+        /// The diff_id in the image config.
+        expected: String,
+        /// The sha256 of the uncompressed layer.
+        actual: String,
     },
     #[error("{reference} has no manifest for platform {platform}")]
     NoPlatform { reference: String, platform: String },
@@ -226,7 +228,7 @@ pub async fn pull(
     let target = resolved.descriptor;
     let mut pins = store.pin([target.digest()]);
 
-    let (manifest_desc, manifest_bytes) = if is_index_media_type(&target.media_type().to_string()) {
+    let (manifest_desc, manifest_bytes) = if is_index_media_type(target.media_type().as_ref()) {
         let index: ImageIndex = serde_json::from_slice(&resolved.bytes)
             .map_err(|e| invalid("image index", target.digest(), e))?;
         let chosen = platform::select(&index, platform).ok_or_else(|| PullError::NoPlatform {

@@ -174,8 +174,7 @@ fn write_docker_archive(
             let layer_name = format!("{}/layer.tar", diff_id.digest());
             if !written.contains(&layer_name) {
                 let blob = store.blob_path(layer.digest());
-                let compression =
-                    layer_compression(&layer.media_type().to_string(), layer.digest())?;
+                let compression = layer_compression(layer.media_type().as_ref(), layer.digest())?;
                 if compression == Compression::None {
                     tar.append_path_with_name(&blob, &layer_name)
                         .map_err(io_error("write", tmp))?;

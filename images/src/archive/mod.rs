@@ -99,7 +99,7 @@ pub fn detect(source: &Path) -> Result<Format, ArchiveError> {
 }
 
 /// Imports every image in `source` (any [`Format`]) into `store` and
-/// records it. `name` names the image when `source` holds one, or is the
+/// records it. `name` names the image when `source` contains one, or is the
 /// repository for images that a layout names by tag only.
 ///
 /// The call blocks: async callers run it on a blocking thread.
@@ -181,7 +181,7 @@ fn select_manifest(
     target: &Descriptor,
     want: &Platform,
 ) -> Result<Descriptor, ArchiveError> {
-    if !is_index_media_type(&target.media_type().to_string()) {
+    if !is_index_media_type(target.media_type().as_ref()) {
         return Ok(target.clone());
     }
     let index = store.read_index(target.digest())?;

@@ -40,7 +40,7 @@ fn import_tree(
     let bytes = store.read_blob(desc.digest())?;
     let value: Value = serde_json::from_slice(&bytes)
         .map_err(|e| invalid(dir, format!("manifest {}: {e}", desc.digest())))?;
-    if is_index_media_type(&desc.media_type().to_string()) || value.get("manifests").is_some() {
+    if is_index_media_type(desc.media_type().as_ref()) || value.get("manifests").is_some() {
         let index: ImageIndex = serde_json::from_value(value)
             .map_err(|e| invalid(dir, format!("index {}: {e}", desc.digest())))?;
         for child in index.manifests() {

@@ -57,7 +57,7 @@ fn unpack_to_tmp(
     layer: &Descriptor,
     diff_id: &Digest,
 ) -> Result<(TmpSnapshot, u64), PullError> {
-    let compression = layer_compression(&layer.media_type().to_string(), layer.digest())?;
+    let compression = layer_compression(layer.media_type().as_ref(), layer.digest())?;
     let tmp = store.new_snapshot()?;
     let stats = unpack::unpack_layer(reader, compression, &tmp.fs_dir()).map_err(|source| {
         PullError::Unpack {
@@ -68,8 +68,8 @@ fn unpack_to_tmp(
     if stats.diff_id != *diff_id {
         return Err(PullError::DiffIdMismatch {
             layer: layer.digest().clone(),
-            expected: diff_id.clone(),
-            actual: stats.diff_id,
+            expected: diff_id.to_string(),
+            actual: stats.diff_id.to_string(),
         });
     }
     Ok((tmp, stats.bytes))

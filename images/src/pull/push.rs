@@ -1,5 +1,5 @@
 //! Pushing a stored image: blobs first (skipped when the registry has
-//! them, mounted from another repository when the store knows one), then
+//! them, mounted from another repository when the store has recorded one), then
 //! the config's manifest and the index, with their stored bytes so their
 //! digests do not change.
 
@@ -85,7 +85,7 @@ async fn push_manifest(
     }
     let bytes = store.read_blob(desc.digest())?;
     Ok(client
-        .push_manifest(dest, &desc.media_type().to_string(), &bytes)
+        .push_manifest(dest, desc.media_type().as_ref(), &bytes)
         .await?)
 }
 
@@ -101,7 +101,7 @@ pub async fn push(
 ) -> Result<Digest, PullError> {
     let reporter = Reporter(progress);
     let target = store.exportable_target(image)?;
-    let digest = if is_index_media_type(&target.media_type().to_string()) {
+    let digest = if is_index_media_type(target.media_type().as_ref()) {
         let index = store.read_index(target.digest())?;
         for child in index.manifests() {
             let child_dest = by_digest(dest, child.digest())?;
@@ -109,7 +109,7 @@ pub async fn push(
         }
         let bytes = store.read_blob(target.digest())?;
         client
-            .push_manifest(dest, &target.media_type().to_string(), &bytes)
+            .push_manifest(dest, target.media_type().as_ref(), &bytes)
             .await?
     } else {
         push_manifest(client, store, dest, &target, &reporter).await?

@@ -157,7 +157,7 @@ impl Store {
     /// manifest the index lists is stored, else this host's manifest.
     pub fn exportable_target(&self, image: &ImageRecord) -> Result<Descriptor> {
         let target = &image.target;
-        if !is_index_media_type(&target.media_type().to_string()) {
+        if !is_index_media_type(target.media_type().as_ref()) {
             return Ok(target.clone());
         }
         let index = self.read_index(target.digest())?;

@@ -164,7 +164,7 @@ impl Store {
     }
 
     /// Returns the async lock of one layer digest, shared by every caller
-    /// in this process that asks for the same digest while it is held.
+    /// in this process that requests the same digest while it is held.
     pub fn layer_lock(&self, digest: &Digest) -> Arc<tokio::sync::Mutex<()>> {
         let mut locks = self.inner.layer_locks.lock().unwrap();
         locks.retain(|_, weak| weak.strong_count() > 0);

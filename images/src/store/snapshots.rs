@@ -28,7 +28,7 @@ pub struct TmpSnapshot {
 }
 
 impl TmpSnapshot {
-    /// The directory to unpack the layer into.
+    /// Returns the directory to unpack the layer into.
     pub fn fs_dir(&self) -> PathBuf {
         self.dir.join("fs")
     }
@@ -53,7 +53,7 @@ pub(crate) fn random_suffix() -> String {
 }
 
 /// Writes the unpacked files below `dir` to disk, with one `syncfs` of the
-/// file system that holds them.
+/// file system that contains them.
 pub(crate) fn sync_tree(dir: &Path) -> Result<()> {
     crate::snapshot::sync_dir(dir)?;
     sync_dir(dir)

@@ -88,7 +88,7 @@ async fn pull_zstd_layers() {
 }
 
 /// Adds to `layout` an index tagged `tag` listing the busybox manifest as
-/// linux/amd64 and a copy whose config says linux/arm64.
+/// linux/amd64 and a copy whose config sets linux/arm64.
 fn add_two_platform_index(layout: &Path, tag: &str) {
     let blobs = layout.join("blobs/sha256");
     let read_json = |digest: &str| -> Value {
