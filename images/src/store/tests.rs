@@ -265,6 +265,21 @@ fn check_finds_corrupt_blob() {
 }
 
 #[test]
+fn check_finds_missing_snapshot() {
+    let (_dir, store) = store();
+    let image = add_image(&store, "example.com/no-snapshot:1", b"layer bytes");
+    let layer_dir = store.image_layers(&image).unwrap().remove(0);
+    std::fs::remove_dir_all(layer_dir.parent().unwrap()).unwrap();
+
+    let report = store.check().unwrap();
+    let diff_id = sha256_digest(b"layer bytes");
+    assert_eq!(report.missing_snapshots, vec![diff_id.clone()]);
+    assert_eq!(report.images.len(), 1, "{report:?}");
+    assert_eq!(report.images[0].missing_snapshots, vec![diff_id]);
+    assert!(report.corrupt_blobs.is_empty(), "{report:?}");
+}
+
+#[test]
 fn open_removes_unrecorded_snapshots() {
     let dir = tempfile::tempdir().unwrap();
     {

@@ -6,3 +6,4 @@ mod archive;
 mod fixture;
 mod pull;
 mod push;
+mod rootfs;

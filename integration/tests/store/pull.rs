@@ -293,8 +293,16 @@ async fn interrupted_pull_resumes() {
         }
     }
     drop(pulling);
-    // The blocking writer notices the dropped download and releases the
-    // ingest lock; the next pull waits for that lock.
+    // The blocking writer notices the dropped download, keeps the partial
+    // data and releases the ingest lock, which the next pull waits for.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let ingest = env.root().join("content/ingest");
+    let partial = names(&ingest);
+    assert_eq!(partial.len(), 1, "{partial:?}");
+    let kept = std::fs::metadata(ingest.join(&partial[0]).join("data"))
+        .unwrap()
+        .len();
+    assert!(kept > 0, "the interrupted download kept no data");
     let record = env.pull(&reference).await.unwrap();
     let layers = env.store.image_layers(&record).unwrap();
     assert!(layers[0].join("random").is_file());
