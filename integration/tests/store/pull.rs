@@ -53,6 +53,16 @@ async fn pull_oci_image() {
         progress.iter().any(|p| p.action == Action::Exists),
         "{progress:?}"
     );
+
+    // A stored blob whose snapshot is gone is unpacked again from the file.
+    let layer_dir = env.store.image_layers(&record).unwrap().remove(0);
+    std::fs::remove_dir_all(layer_dir.parent().unwrap()).unwrap();
+    let (again, progress) = pull_into(&env.client, &env.store, &reference).await;
+    assert_busybox_unpacked(&env, &again.unwrap());
+    assert!(
+        progress.iter().any(|p| p.action == Action::Unpacking),
+        "{progress:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
