@@ -14,7 +14,7 @@ pub enum StoreError {
         source: std::io::Error,
     },
     #[error(
-        "store {root} is in use by another process (pid {pid}, lock {lock}); stop it or pass another root"
+        "store {root} is in use by another process (pid {pid}, lock {lock}): stop that process or open another root"
     )]
     Locked {
         root: PathBuf,
