@@ -16,6 +16,7 @@ pub mod pty;
 pub mod registry;
 pub mod runtime;
 mod template;
+pub mod tree;
 
 pub use binaries::{hull_binary, runc_binary};
 pub use bundle::{Bundle, Rootfs};
