@@ -118,6 +118,23 @@ pub mod io {
     }
 }
 
+/// hull's own services.
+pub mod hull {
+    pub mod images {
+        /// `hull.images.v1.Images`, served by hull-imaged.
+        pub mod v1 {
+            include!(concat!(env!("OUT_DIR"), "/hull.images.v1.rs"));
+        }
+    }
+}
+
+/// The Kubernetes CRI (`runtime.v1`), limited to `ImageService`.
+pub mod runtime {
+    pub mod v1 {
+        include!(concat!(env!("OUT_DIR"), "/runtime.v1.rs"));
+    }
+}
+
 /// `google.rpc.Status`, the error model of gRPC and ttrpc responses.
 pub mod google {
     pub mod rpc {
