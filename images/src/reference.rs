@@ -114,7 +114,7 @@ impl Reference {
         }
         if let Some(digest) = &self.digest {
             out.push('@');
-            out.push_str(&digest.to_string());
+            out.push_str(digest.as_ref());
         }
         out
     }

@@ -129,29 +129,35 @@ impl BlobWriter {
         Ok(())
     }
 
+    /// Checks the size and digest of the bytes written so far against the
+    /// descriptor, changing nothing.
+    pub fn verify(&self) -> Result<()> {
+        let digest = self.expected.digest();
+        if self.offset != self.expected.size() {
+            return Err(StoreError::SizeMismatch {
+                digest: digest.clone(),
+                expected: self.expected.size(),
+                actual: self.offset,
+            });
+        }
+        let actual = digest_from_hasher(self.hasher.clone());
+        if actual != *digest {
+            return Err(StoreError::DigestMismatch {
+                expected: digest.clone(),
+                actual,
+            });
+        }
+        Ok(())
+    }
+
     /// Verifies the size and digest, syncs the data and renames it into
     /// `blobs/`. On a mismatch the partial data is removed, so the next
     /// attempt starts from zero: callers whose source ended early drop the
     /// writer instead, keeping the data for a resume.
     pub fn commit(self) -> Result<Descriptor> {
-        let digest = self.expected.digest().clone();
-        let expected_size = self.expected.size();
-        if self.offset != expected_size {
-            let error = StoreError::SizeMismatch {
-                digest,
-                expected: expected_size,
-                actual: self.offset,
-            };
+        if let Err(e) = self.verify() {
             let _ = fs::remove_dir_all(&self.ingest_dir);
-            return Err(error);
-        }
-        let actual = digest_from_hasher(self.hasher.clone());
-        if actual != digest {
-            let _ = fs::remove_dir_all(&self.ingest_dir);
-            return Err(StoreError::DigestMismatch {
-                expected: digest,
-                actual,
-            });
+            return Err(e);
         }
         self.file
             .sync_all()
