@@ -17,10 +17,7 @@ use crate::{GlobalArgs, OutputFormat, SaveFormat};
 
 /// Turns a gRPC error into the one line hullctl prints.
 fn rpc_error(status: tonic::Status) -> anyhow::Error {
-    match status.code() {
-        tonic::Code::Unavailable => anyhow!("hull-imaged is unavailable: {}", status.message()),
-        _ => anyhow!("{}", status.message()),
-    }
+    anyhow!("{}", status.message())
 }
 
 fn timestamp_seconds(timestamp: Option<&prost_types::Timestamp>) -> Option<i64> {
@@ -517,8 +514,8 @@ fn read_password_line() -> anyhow::Result<String> {
     Ok(line.trim_end_matches(['\r', '\n']).to_string())
 }
 
-pub fn logout(global: &GlobalArgs, registry: &str) -> anyhow::Result<ExitCode> {
-    let removed = crate::registry_auth::logout(global, registry)?;
+pub async fn logout(global: &GlobalArgs, registry: &str) -> anyhow::Result<ExitCode> {
+    let removed = crate::registry_auth::logout(global, registry).await?;
     if removed {
         println!("Removing login credentials for {registry}");
     } else {

@@ -5,6 +5,7 @@ mod commands;
 mod daemon;
 mod format;
 mod progress;
+mod registry_auth;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -191,7 +192,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             password,
             password_stdin,
         } => commands::login(&global, &registry, username, password, password_stdin).await,
-        Command::Logout { registry } => commands::logout(&global, &registry),
+        Command::Logout { registry } => commands::logout(&global, &registry).await,
         command => {
             let channel = daemon::connect_or_start(&global).await?;
             dispatch(channel, command).await

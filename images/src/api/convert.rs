@@ -1,14 +1,12 @@
 //! Conversions between oci-spec types, store records and the protobuf
 //! messages.
 
-use std::str::FromStr;
-
 use hull_proto::hull::images::v1 as pb;
 use oci_spec::image::{Arch, Descriptor, Os, Platform, PlatformBuilder};
 use tonic::Status;
 
 use super::lookup::ImageInfo;
-use crate::pull::ProgressAction;
+use crate::pull::Action as ProgressAction;
 
 pub fn action(action: &ProgressAction) -> pb::layer_progress::Action {
     use pb::layer_progress::Action;
@@ -18,8 +16,8 @@ pub fn action(action: &ProgressAction) -> pb::layer_progress::Action {
         ProgressAction::Unpacking => Action::Unpacking,
         ProgressAction::Done => Action::Done,
         ProgressAction::Exists => Action::Exists,
-        #[allow(unreachable_patterns)]
-        _ => Action::Unspecified,
+        ProgressAction::Uploading => Action::Uploading,
+        ProgressAction::Mounted => Action::Mounted,
     }
 }
 
@@ -101,10 +99,4 @@ pub fn image(info: &ImageInfo) -> pb::Image {
         size: info.size,
         config_created: info.config.created().as_deref().and_then(parse_time),
     }
-}
-
-/// Parses a digest given by a client.
-pub fn digest(text: &str) -> Result<oci_spec::image::Digest, Status> {
-    oci_spec::image::Digest::from_str(text)
-        .map_err(|err| Status::invalid_argument(format!("invalid digest {text:?}: {err}")))
 }

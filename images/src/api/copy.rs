@@ -13,7 +13,7 @@ use tokio::sync::mpsc;
 use tonic::Status;
 
 use super::status;
-use crate::pull::{Progress, ProgressAction};
+use crate::pull::{Action as ProgressAction, Progress};
 use crate::registry::RegistryClient;
 use crate::Reference;
 
@@ -104,7 +104,7 @@ impl Copy {
             .await
             .map_err(status::from_registry)?;
         if mounted {
-            self.report(&id, ProgressAction::Exists, blob.size(), blob.size())
+            self.report(&id, ProgressAction::Mounted, blob.size(), blob.size())
                 .await;
             return Ok(());
         }

@@ -234,11 +234,9 @@ pub fn prepare_rootfs(
         } else {
             request.rootfs_path.as_str()
         };
-        let spec = bundle::generate(&info.config, Path::new(rootfs), &options).and_then(|spec| {
-            serde_json::to_string_pretty(&spec).map_err(|err| {
-                bundle::BundleError::from(std::io::Error::other(err.to_string()))
-            })
-        });
+        let spec = bundle::generate(&info.config, Path::new(rootfs), &options)
+            .map_err(|err| err.to_string())
+            .and_then(|spec| serde_json::to_string_pretty(&spec).map_err(|err| err.to_string()));
         match spec {
             Ok(json) => spec_json = json,
             Err(err) => {

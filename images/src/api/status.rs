@@ -4,6 +4,7 @@
 
 use tonic::{Code, Status};
 
+use crate::pull::PullError;
 use crate::reference::ReferenceError;
 use crate::registry::RegistryError;
 use crate::store::StoreError;
@@ -69,4 +70,18 @@ pub fn image_not_found(image: &str) -> Status {
     Status::not_found(format!(
         "image {image:?} not found: pull it first or check the name with hullctl images"
     ))
+}
+
+pub fn from_pull(err: PullError) -> Status {
+    match err {
+        PullError::Registry(err) => from_registry(err),
+        PullError::Store(err) => from_store(err),
+        PullError::NoPlatform { .. } => Status::not_found(err.to_string()),
+        PullError::Interrupted(_) => Status::unavailable(err.to_string()),
+        PullError::Unpack { .. }
+        | PullError::DiffIdMismatch { .. }
+        | PullError::InvalidManifest { .. }
+        | PullError::Truncated { .. } => Status::data_loss(error_chain(&err)),
+        PullError::Task(_) => Status::internal(err.to_string()),
+    }
 }
