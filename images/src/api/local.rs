@@ -1,7 +1,7 @@
 //! Requests served from the store alone: list, inspect, tag, remove, gc,
 //! check, and container root filesystems.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use hull_proto::hull::images::v1 as pb;
 use tonic::Status;
@@ -9,6 +9,7 @@ use tonic::Status;
 use super::lookup::{self, ImageInfo};
 use super::{convert, status};
 use crate::bundle::{self, BundleOptions};
+use crate::snapshot;
 use crate::store::{ImageRecord, Store};
 use crate::Reference;
 
@@ -228,16 +229,18 @@ pub fn prepare_rootfs(
         .collect();
 
     let mut spec_json = String::new();
-    if let Some(options) = options {
+    if let Some(mut options) = options {
         let rootfs = if request.rootfs_path.is_empty() {
             DEFAULT_ROOTFS_PATH
         } else {
             request.rootfs_path.as_str()
         };
-        let spec = bundle::generate(&info.config, Path::new(rootfs), &options)
-            .map_err(|err| err.to_string())
-            .and_then(|spec| serde_json::to_string_pretty(&spec).map_err(|err| err.to_string()));
-        match spec {
+        options.root_path = Some(PathBuf::from(rootfs));
+        let view = store
+            .root()
+            .join("tmp")
+            .join(format!("spec-{}", request.container_id));
+        match generate_spec(&info, &prepared.lower, &view, &options) {
             Ok(json) => spec_json = json,
             Err(err) => {
                 // The caller gets no rootfs without its spec.
@@ -266,6 +269,32 @@ pub fn release_rootfs(store: &Store, container_id: &str) -> Result<(), Status> {
     }
     tracing::info!(container = %container_id, "released rootfs");
     Ok(())
+}
+
+/// Generates the spec as JSON. The image's users are resolved in a
+/// read-only view of its layers mounted at `view` for the time of the call.
+fn generate_spec(
+    info: &ImageInfo,
+    lower_top_first: &[PathBuf],
+    view: &Path,
+    options: &BundleOptions,
+) -> Result<String, String> {
+    std::fs::create_dir_all(view)
+        .map_err(|err| format!("failed to create {}: {err}", view.display()))?;
+    let result = snapshot::mount_rootfs_readonly(lower_top_first, view)
+        .map_err(|err| err.to_string())
+        .and_then(|()| {
+            let spec = bundle::generate(&info.config, view, options).map_err(|err| err.to_string());
+            if let Err(err) = snapshot::unmount(view) {
+                tracing::warn!(path = %view.display(), error = %err, "failed to unmount the image view");
+            }
+            spec
+        })
+        .and_then(|spec| serde_json::to_string_pretty(&spec).map_err(|err| err.to_string()));
+    if let Err(err) = std::fs::remove_dir(view) {
+        tracing::warn!(path = %view.display(), error = %err, "failed to remove the image view");
+    }
+    result
 }
 
 fn bundle_options(spec: pb::SpecOptions) -> BundleOptions {
