@@ -2,7 +2,7 @@
 //! images back.
 //!
 //! A pull resolves the reference, picks this host's manifest from an index,
-//! stores the index, manifest and config, then downloads up to
+//! and stores the index, manifest and config. It then downloads up to
 //! [`MAX_CONCURRENT_LAYERS`] layers at once, each one written to the store
 //! and unpacked into its snapshot while it streams in. The image record is
 //! written last, so a failed pull leaves no image behind.
@@ -12,7 +12,9 @@ mod push;
 
 use std::sync::Arc;
 
-use oci_spec::image::{Descriptor, Digest, ImageConfiguration, ImageIndex, ImageManifest, Platform};
+use oci_spec::image::{
+    Descriptor, Digest, ImageConfiguration, ImageIndex, ImageManifest, Platform,
+};
 use tokio::sync::mpsc::Sender;
 
 use crate::registry::{platform, RegistryClient, RegistryError};
@@ -43,8 +45,10 @@ pub enum PullError {
     )]
     DiffIdMismatch {
         layer: Digest,
-        expected: Digest,
-        actual: Digest,
+        /// The diff_id in the image config.
+        expected: String,
+        /// The sha256 of the uncompressed layer.
+        actual: String,
     },
     #[error("{reference} has no manifest for platform {platform}")]
     NoPlatform { reference: String, platform: String },
@@ -189,7 +193,9 @@ pub(crate) fn parse_image(
         .rootfs()
         .diff_ids()
         .iter()
-        .map(|id| Digest::try_from(id.as_str()).map_err(|e| invalid("image config", config_digest, e)))
+        .map(|id| {
+            Digest::try_from(id.as_str()).map_err(|e| invalid("image config", config_digest, e))
+        })
         .collect::<Result<Vec<_>, _>>()?;
     if diff_ids.len() != manifest.layers().len() {
         return Err(invalid(
@@ -222,8 +228,7 @@ pub async fn pull(
     let target = resolved.descriptor;
     let mut pins = store.pin([target.digest()]);
 
-    let (manifest_desc, manifest_bytes) = if is_index_media_type(&target.media_type().to_string())
-    {
+    let (manifest_desc, manifest_bytes) = if is_index_media_type(target.media_type().as_ref()) {
         let index: ImageIndex = serde_json::from_slice(&resolved.bytes)
             .map_err(|e| invalid("image index", target.digest(), e))?;
         let chosen = platform::select(&index, platform).ok_or_else(|| PullError::NoPlatform {
@@ -257,7 +262,10 @@ pub async fn pull(
         let (layer, diff_id, reporter) = (layer.clone(), diff_id.clone(), reporter.clone());
         let semaphore = semaphore.clone();
         tasks.spawn(async move {
-            let _permit = semaphore.acquire_owned().await.expect("semaphore is never closed");
+            let _permit = semaphore
+                .acquire_owned()
+                .await
+                .expect("semaphore is never closed");
             layer::pull_layer(&client, &store, &reference, &layer, &diff_id, &reporter).await
         });
     }
@@ -283,7 +291,12 @@ pub async fn pull(
     store.put_image(&record)?;
     drop(pins);
     reporter
-        .send(&name, Action::Done, record.manifest.size(), record.manifest.size())
+        .send(
+            &name,
+            Action::Done,
+            record.manifest.size(),
+            record.manifest.size(),
+        )
         .await;
     tracing::info!(image = %name, manifest = %record.manifest.digest(), "pulled image");
     Ok(record)

@@ -23,7 +23,10 @@ use crate::Reference;
 const DOCKER_LAYER_TAR: &str = "application/vnd.docker.image.rootfs.diff.tar";
 
 /// Returns how a layer of `media_type` is compressed.
-pub(crate) fn layer_compression(media_type: &str, digest: &Digest) -> Result<Compression, PullError> {
+pub(crate) fn layer_compression(
+    media_type: &str,
+    digest: &Digest,
+) -> Result<Compression, PullError> {
     if media_type == DOCKER_LAYER_TAR {
         return Ok(Compression::None);
     }
@@ -54,20 +57,19 @@ fn unpack_to_tmp(
     layer: &Descriptor,
     diff_id: &Digest,
 ) -> Result<(TmpSnapshot, u64), PullError> {
-    let compression = layer_compression(&layer.media_type().to_string(), layer.digest())?;
+    let compression = layer_compression(layer.media_type().as_ref(), layer.digest())?;
     let tmp = store.new_snapshot()?;
-    let stats =
-        unpack::unpack_layer(reader, compression, &tmp.fs_dir()).map_err(|source| {
-            PullError::Unpack {
-                layer: layer.digest().clone(),
-                source,
-            }
-        })?;
+    let stats = unpack::unpack_layer(reader, compression, &tmp.fs_dir()).map_err(|source| {
+        PullError::Unpack {
+            layer: layer.digest().clone(),
+            source,
+        }
+    })?;
     if stats.diff_id != *diff_id {
         return Err(PullError::DiffIdMismatch {
             layer: layer.digest().clone(),
-            expected: diff_id.clone(),
-            actual: stats.diff_id,
+            expected: diff_id.to_string(),
+            actual: stats.diff_id.to_string(),
         });
     }
     Ok((tmp, stats.bytes))
@@ -129,7 +131,9 @@ pub(crate) async fn pull_layer(
     let _held = lock.lock().await;
     let has_snapshot = store.snapshot_dir(diff_id).is_some();
     if store.has_blob(layer.digest()) && has_snapshot {
-        reporter.send(&id, super::Action::Exists, layer.size(), layer.size()).await;
+        reporter
+            .send(&id, super::Action::Exists, layer.size(), layer.size())
+            .await;
         return Ok(());
     }
     let writer = {
@@ -141,12 +145,16 @@ pub(crate) async fn pull_layer(
         Ok(writer) => writer,
         Err(StoreError::AlreadyExists(_)) => {
             if !has_snapshot {
-                reporter.send(&id, super::Action::Unpacking, 0, layer.size()).await;
+                reporter
+                    .send(&id, super::Action::Unpacking, 0, layer.size())
+                    .await;
                 let (store, layer, diff_id) = (store.clone(), layer.clone(), diff_id.clone());
                 tokio::task::spawn_blocking(move || unpack_stored(&store, &layer, &diff_id))
                     .await??;
             }
-            reporter.send(&id, super::Action::Done, layer.size(), layer.size()).await;
+            reporter
+                .send(&id, super::Action::Done, layer.size(), layer.size())
+                .await;
             return Ok(());
         }
         Err(e) => return Err(e.into()),
@@ -186,7 +194,9 @@ pub(crate) async fn pull_layer(
         return Err(e.into());
     }
     result?;
-    reporter.send(&id, super::Action::Done, layer.size(), layer.size()).await;
+    reporter
+        .send(&id, super::Action::Done, layer.size(), layer.size())
+        .await;
     Ok(())
 }
 

@@ -1,5 +1,5 @@
 //! Pushing a stored image: blobs first (skipped when the registry has
-//! them, mounted from another repository when the store knows one), then
+//! them, mounted from another repository when the store has recorded one), then
 //! the config's manifest and the index, with their stored bytes so their
 //! digests do not change.
 
@@ -17,14 +17,18 @@ fn by_digest(reference: &Reference, digest: &Digest) -> Result<Reference, PullEr
     repository_at(reference.registry(), reference.repository(), digest)
 }
 
-fn repository_at(registry: &str, repository: &str, digest: &Digest) -> Result<Reference, PullError> {
-    format!("{registry}/{repository}@{digest}")
-        .parse()
-        .map_err(|e: crate::reference::ReferenceError| PullError::InvalidManifest {
+fn repository_at(
+    registry: &str,
+    repository: &str,
+    digest: &Digest,
+) -> Result<Reference, PullError> {
+    format!("{registry}/{repository}@{digest}").parse().map_err(
+        |e: crate::reference::ReferenceError| PullError::InvalidManifest {
             what: "reference",
             digest: digest.clone(),
             reason: e.to_string(),
-        })
+        },
+    )
 }
 
 async fn push_blob(
@@ -81,7 +85,7 @@ async fn push_manifest(
     }
     let bytes = store.read_blob(desc.digest())?;
     Ok(client
-        .push_manifest(dest, &desc.media_type().to_string(), &bytes)
+        .push_manifest(dest, desc.media_type().as_ref(), &bytes)
         .await?)
 }
 
@@ -96,14 +100,8 @@ pub async fn push(
     progress: Sender<Progress>,
 ) -> Result<Digest, PullError> {
     let reporter = Reporter(progress);
-    let target = &image.target;
-    let whole_index = is_index_media_type(&target.media_type().to_string())
-        && store
-            .read_index(target.digest())?
-            .manifests()
-            .iter()
-            .all(|m| store.has_blob(m.digest()));
-    let digest = if whole_index {
+    let target = store.exportable_target(image)?;
+    let digest = if is_index_media_type(target.media_type().as_ref()) {
         let index = store.read_index(target.digest())?;
         for child in index.manifests() {
             let child_dest = by_digest(dest, child.digest())?;
@@ -111,10 +109,10 @@ pub async fn push(
         }
         let bytes = store.read_blob(target.digest())?;
         client
-            .push_manifest(dest, &target.media_type().to_string(), &bytes)
+            .push_manifest(dest, target.media_type().as_ref(), &bytes)
             .await?
     } else {
-        push_manifest(client, store, dest, &image.manifest, &reporter).await?
+        push_manifest(client, store, dest, &target, &reporter).await?
     };
     store.add_blob_source(&digest, dest.registry(), dest.repository())?;
     reporter.send(&dest.to_string(), Action::Done, 0, 0).await;

@@ -65,7 +65,7 @@ impl Challenge {
         }
     }
 
-    /// Picks the challenge to answer from all `WWW-Authenticate` values of
+    /// Picks the challenge to satisfy from all `WWW-Authenticate` values of
     /// a response: bearer before basic.
     pub fn choose<'a>(headers: impl IntoIterator<Item = &'a str>) -> Option<Self> {
         let mut basic = None;
@@ -139,14 +139,14 @@ fn parse_params(input: &str) -> Vec<(String, String)> {
     }
 }
 
-/// The scope of a token request for one repository: `repository:NAME:pull`
+/// Returns the scope of a token request for one repository: `repository:NAME:pull`
 /// or `repository:NAME:pull,push`.
 pub fn repository_scope(repository: &str, push: bool) -> String {
     let actions = if push { "pull,push" } else { "pull" };
     format!("repository:{repository}:{actions}")
 }
 
-/// How requests to one host are authorised.
+/// The authorisation scheme that one host asked for.
 #[derive(Debug, Clone)]
 pub(crate) enum HostAuth {
     Basic,
@@ -220,7 +220,7 @@ impl TokenCache {
     }
 }
 
-/// The `Authorization` value for basic auth.
+/// Returns the `Authorization` value for basic auth.
 pub(crate) fn basic_header(credentials: &Credentials) -> String {
     let pair = format!("{}:{}", credentials.username, credentials.password);
     format!(
@@ -229,8 +229,8 @@ pub(crate) fn basic_header(credentials: &Credentials) -> String {
     )
 }
 
-/// A token server's answer; docker's token spec names the field `token`,
-/// OAuth2 servers name it `access_token`.
+/// A token server's response. Docker's token spec names the field `token`
+/// and OAuth2 servers name it `access_token`.
 #[derive(Debug, Deserialize)]
 struct TokenResponse {
     #[serde(default)]

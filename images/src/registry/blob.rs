@@ -63,6 +63,13 @@ impl RegistryClient {
         descriptor: &Descriptor,
         offset: u64,
     ) -> Result<BlobStream, RegistryError> {
+        if offset > descriptor.size() {
+            return Err(RegistryError::Config(format!(
+                "offset {offset} is past the end of blob {} ({} bytes)",
+                descriptor.digest(),
+                descriptor.size()
+            )));
+        }
         let mut download = Download {
             client: self.clone(),
             endpoint: self.endpoint(reference),
@@ -234,7 +241,7 @@ impl Download {
     }
 
     /// Sends the GET for the bytes from `position` on, after a backoff when
-    /// this is a retry, and checks the answer to a Range request.
+    /// this is a retry, and checks the response to a Range request.
     async fn open(&mut self) -> Result<(), RegistryError> {
         if self.attempt > 0 {
             let backoff = Duration::from_millis(200u64 << self.attempt.min(5));
@@ -256,7 +263,7 @@ impl Download {
         self.skip = 0;
         match response.status() {
             StatusCode::OK => {
-                // A 200 answer to a Range request is the whole blob.
+                // A 200 response to a Range request carries the whole blob.
                 self.skip = self.position;
             }
             StatusCode::PARTIAL_CONTENT if self.position > 0 => {
@@ -278,7 +285,7 @@ impl Download {
         Ok(())
     }
 
-    /// Checks that a 206 answer starts at `position`:
+    /// Checks that a 206 response starts at `position`:
     /// `Content-Range: bytes START-END/TOTAL`.
     fn check_content_range(&self, response: &Response) -> Result<(), RegistryError> {
         let header = header_str(response, CONTENT_RANGE.as_str()).unwrap_or_default();
@@ -297,7 +304,7 @@ impl Download {
     }
 }
 
-/// The first byte of `bytes START-END/TOTAL`.
+/// Parses the first byte offset of `bytes START-END/TOTAL`.
 fn parse_content_range_start(header: &str) -> Option<u64> {
     let range = header.trim().strip_prefix("bytes")?.trim_start();
     let (start, _) = range.split_once('-')?;

@@ -20,7 +20,7 @@ pub struct ApiError {
 pub struct ApiErrors(pub Vec<ApiError>);
 
 impl ApiErrors {
-    /// Parses a registry error body; a body that is not the JSON error
+    /// Parses a registry error body. A body that is not the JSON error
     /// format gives an empty list.
     pub fn parse(body: &[u8]) -> Self {
         #[derive(Deserialize)]

@@ -32,8 +32,8 @@ pub(crate) fn digest_of(bytes: &[u8], like: Option<&Digest>) -> Digest {
     text.parse().expect("a hex digest is a valid digest")
 }
 
-/// The media type of a manifest: the Content-Type header unless it is
-/// missing or generic, else the `mediaType` field of the JSON.
+/// Returns the media type of a manifest: the Content-Type header unless it
+/// is missing or generic, else the `mediaType` field of the JSON.
 fn media_type_of(content_type: Option<&str>, bytes: &[u8]) -> Option<String> {
     let header = content_type
         .map(|value| value.split(';').next().unwrap_or(value).trim())
@@ -294,7 +294,7 @@ impl RegistryClient {
     }
 }
 
-/// The target of the `rel="next"` entry of a Link header:
+/// Returns the target of the `rel="next"` entry of a Link header:
 /// `</v2/name/tags/list?last=b&n=2>; rel="next"`.
 fn next_link(header: &str) -> Option<String> {
     header.split(',').find_map(|entry| {

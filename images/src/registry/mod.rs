@@ -8,6 +8,7 @@
 
 pub mod auth;
 mod blob;
+mod credential_helper;
 pub mod credentials;
 pub mod error;
 mod manifest;
@@ -131,7 +132,7 @@ impl RegistryClient {
         &self.inner.config
     }
 
-    /// The config.json this client reads and writes.
+    /// Returns the config.json path this client reads and writes.
     pub fn auth_file(&self) -> PathBuf {
         self.inner
             .config
@@ -211,7 +212,7 @@ impl RegistryClient {
     }
 }
 
-/// The host that serves the API of `registry` (`docker.io` is served by
+/// Returns the host that serves the API of `registry` (`docker.io` is served by
 /// `registry-1.docker.io`).
 pub(crate) fn api_host(registry: &str) -> String {
     if registry == DEFAULT_REGISTRY {
@@ -221,7 +222,7 @@ pub(crate) fn api_host(registry: &str) -> String {
     }
 }
 
-/// What a request is about: the registry (for credentials and messages),
+/// The target of a request: the registry (for credentials and messages),
 /// its API host, its base URL and the repository.
 #[derive(Debug, Clone)]
 pub(crate) struct Endpoint {

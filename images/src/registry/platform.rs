@@ -3,14 +3,14 @@
 //!
 //! Variants are compared after defaults are filled in: arm64 without a
 //! variant is `v8`, arm without one is `v7`. An entry with the exact
-//! variant wins over one without a variant; an arm host also accepts older
-//! arm variants (a v7 host runs v6 and v5 code) after those. `os.version`
+//! variant wins over one without a variant. After those, an arm host also
+//! accepts older arm variants, because a v7 host runs v6 and v5 code. `os.version`
 //! and `os.features` are ignored.
 
 use oci_spec::image::{Arch, Descriptor, ImageIndex, Os, Platform, PlatformBuilder};
 
-/// The platform of the running binary: Linux on the architecture it was
-/// built for, with the default variant of arm and arm64.
+/// Returns the platform of the running binary: Linux on the architecture
+/// it was built for, with the default variant of arm and arm64.
 pub fn host_platform() -> Platform {
     let (arch, variant) = match std::env::consts::ARCH {
         "x86_64" => (Arch::Amd64, None),
@@ -34,7 +34,7 @@ pub fn host_platform() -> Platform {
     builder.build().expect("architecture and os are set")
 }
 
-/// The variant with the architecture's default filled in.
+/// Returns the variant, or the architecture's default when it has none.
 fn normalized_variant(platform: &Platform) -> Option<String> {
     let variant = platform
         .variant()
@@ -49,19 +49,19 @@ fn normalized_variant(platform: &Platform) -> Option<String> {
     }
 }
 
-/// How well `candidate` fits `want`: `None` when it cannot run, higher is
-/// better.
+/// Rates how well `candidate` fits `want`: `None` when it cannot run,
+/// higher is better.
 fn score(candidate: &Platform, want: &Platform) -> Option<u32> {
     if candidate.os() != want.os() || candidate.architecture() != want.architecture() {
         return None;
     }
-    let wanted = normalized_variant(want);
+    let expected = normalized_variant(want);
     let found = normalized_variant(candidate);
     let declared = candidate
         .variant()
         .as_deref()
         .is_some_and(|variant| !variant.is_empty());
-    if found == wanted {
+    if found == expected {
         // An entry that states the variant beats one that only gets it by
         // default.
         return Some(if declared { 100 } else { 90 });
@@ -75,7 +75,7 @@ fn score(candidate: &Platform, want: &Platform) -> Option<u32> {
                 .and_then(|v| v.strip_prefix('v'))
                 .and_then(|v| v.parse::<u32>().ok())
         };
-        if let (Some(have), Some(need)) = (level(found.as_ref()), level(wanted.as_ref())) {
+        if let (Some(have), Some(need)) = (level(found.as_ref()), level(expected.as_ref())) {
             if have < need {
                 return Some(have);
             }
@@ -119,8 +119,8 @@ mod tests {
         .unwrap()
     }
 
-    /// An index with one entry per (arch, variant); entry i has a digest of
-    /// the digit i repeated.
+    /// Builds an index with one entry per (arch, variant). Entry i has a
+    /// digest of the digit i repeated.
     fn index(entries: &[(&str, Option<&str>)]) -> ImageIndex {
         let manifests: Vec<serde_json::Value> = entries
             .iter()

@@ -15,7 +15,7 @@ use crate::Reference;
 impl RegistryClient {
     /// Lists the manifests whose `subject` is `digest`, only those of
     /// `artifact_type` when given. Registries without the referrers API
-    /// (docker-registry 2.8 answers 404) are asked for the fallback tag
+    /// (docker-registry 2.8 returns 404) are asked for the fallback tag
     /// `sha256-<hex>` instead; when neither exists the index is empty.
     pub async fn referrers(
         &self,

@@ -12,7 +12,7 @@ use super::credentials::Credentials;
 use super::error::{ApiErrors, RegistryError};
 use super::{Endpoint, RegistryClient};
 
-/// The most redirects followed for one request.
+/// The maximum number of redirects followed for one request.
 const MAX_REDIRECTS: usize = 10;
 
 impl RegistryClient {
@@ -176,9 +176,9 @@ impl RegistryClient {
             })
     }
 
-    /// The Authorization value to send before any challenge, for a host that
-    /// challenged before: basic credentials, or a token for `scopes` (cached
-    /// or fetched now).
+    /// Returns the Authorization value to send before any challenge, for a
+    /// host that challenged before: basic credentials, or a token for
+    /// `scopes` (cached or fetched now).
     async fn cached_authorization(
         &self,
         endpoint: &Endpoint,
@@ -219,8 +219,8 @@ impl RegistryClient {
         }
     }
 
-    /// Returns the Authorization value that answers `challenge`, or `None`
-    /// when there is no way to answer it (basic auth without credentials).
+    /// Returns the Authorization value that satisfies `challenge`, or `None`
+    /// when none can (basic auth without credentials).
     async fn answer_challenge(
         &self,
         endpoint: &Endpoint,
@@ -247,11 +247,11 @@ impl RegistryClient {
                         service: service.clone(),
                     },
                 );
-                let mut wanted = scopes.to_vec();
+                let mut requested = scopes.to_vec();
                 if let Some(scope) = scope {
                     for part in scope.split(' ').filter(|part| !part.is_empty()) {
-                        if !wanted.iter().any(|known| known == part) {
-                            wanted.push(part.to_string());
+                        if !requested.iter().any(|known| known == part) {
+                            requested.push(part.to_string());
                         }
                     }
                 }
@@ -260,7 +260,7 @@ impl RegistryClient {
                     &endpoint.registry,
                     &realm,
                     service.as_deref(),
-                    &wanted,
+                    &requested,
                     credentials.as_ref(),
                 )
                 .await
@@ -279,9 +279,9 @@ impl RegistryClient {
         }
     }
 
-    /// Checks `credentials` against `registry`'s `/v2/` endpoint, answering
-    /// its challenge with them: basic auth, or a token the token server
-    /// grants for them.
+    /// Checks `credentials` against `registry`'s `/v2/` endpoint. They go
+    /// out as basic auth, or are traded for a token when the challenge names
+    /// a token server.
     pub(crate) async fn check_credentials(
         &self,
         registry: &str,

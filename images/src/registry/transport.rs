@@ -2,7 +2,7 @@
 
 use std::net::IpAddr;
 
-/// The URL scheme to use for `host` (`host[:port]`, IPv6 in brackets):
+/// Returns the URL scheme to use for `host` (`host[:port]`, IPv6 in brackets):
 /// plain HTTP for loopback hosts (127.0.0.0/8, ::1, localhost) and for
 /// hosts listed in `insecure`, HTTPS for all others.
 pub fn scheme_for(host: &str, insecure: &[String]) -> &'static str {

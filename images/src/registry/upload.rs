@@ -58,7 +58,7 @@ impl RegistryClient {
 
     /// Asks the registry to link the blob from the repository of `from` into
     /// the repository of `reference` without an upload. Returns true when
-    /// the registry mounted it (201), and false when it cannot (it answers
+    /// the registry mounted it (201), and false when it cannot (it returns
     /// 202 and opens an upload session, which this cancels, or `from` is on
     /// another registry); the caller then uploads with [`Self::push_blob`].
     pub async fn mount_blob(
@@ -246,8 +246,8 @@ fn upload_start_url(endpoint: &Endpoint) -> Result<Url, RegistryError> {
     })
 }
 
-/// The absolute URL of an upload session from the Location header, which
-/// may be relative to the request URL.
+/// Returns the absolute URL of an upload session from the Location header,
+/// which may be relative to the request URL.
 fn upload_location(endpoint: &Endpoint, response: &Response) -> Result<Url, RegistryError> {
     let location =
         header_str(response, LOCATION.as_str()).ok_or_else(|| RegistryError::InvalidResponse {

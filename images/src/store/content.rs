@@ -4,7 +4,7 @@
 //! flock on the ingest directory, then verified, synced and renamed to
 //! `content/blobs/sha256/<hex>`. Only [`BlobWriter::commit`] renames into
 //! `blobs/`, and only after the size and digest matched, so every file there
-//! holds the bytes its name promises.
+//! contains the bytes its name promises.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
@@ -107,7 +107,7 @@ impl BlobWriter {
         self.offset
     }
 
-    /// The descriptor this writer verifies against.
+    /// Returns the descriptor that [`commit`](Self::commit) verifies against.
     pub fn descriptor(&self) -> &Descriptor {
         &self.expected
     }
@@ -217,7 +217,7 @@ impl Store {
     }
 
     /// Opens a writer for the blob `desc` describes. Waits while another
-    /// writer, in this or another process, holds the same digest; returns
+    /// writer, in this or another process, has the same digest open, and returns
     /// [`StoreError::AlreadyExists`] when the blob is stored, also when it
     /// was committed during that wait.
     ///

@@ -55,6 +55,8 @@ pub enum StoreError {
         digest: Digest,
         reason: String,
     },
+    #[error(transparent)]
+    Snapshot(#[from] crate::snapshot::SnapshotError),
     #[error("invalid metadata record {key:?} in table {table}: {source}")]
     InvalidRecord {
         table: String,

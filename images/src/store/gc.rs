@@ -14,7 +14,7 @@ use super::error::{Result, StoreError};
 use super::meta::BLOB_LABELS;
 use super::Store;
 
-/// What [`Store::gc`] removed.
+/// Counts and bytes removed by [`Store::gc`].
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct GcReport {
     pub blobs_removed: u64,
@@ -41,7 +41,7 @@ pub struct ImageProblem {
     pub missing_snapshots: Vec<Digest>,
 }
 
-/// What [`Store::check`] found.
+/// Findings of [`Store::check`].
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct CheckReport {
     pub blobs_checked: u64,

@@ -140,6 +140,35 @@ impl Store {
         Ok(())
     }
 
+    /// Returns the digests of every blob `desc` refers to, itself included,
+    /// or [`StoreError::BlobNotFound`] for the first one missing.
+    pub fn blobs_of(&self, desc: &Descriptor) -> Result<Vec<Digest>> {
+        let mut blobs = ImageBlobs::default();
+        self.walk_blobs(desc, &mut blobs)?;
+        if let Some(missing) = blobs.missing.into_iter().next() {
+            return Err(StoreError::BlobNotFound(missing));
+        }
+        let mut digests: Vec<Digest> = blobs.present.into_iter().collect();
+        digests.sort_by(|a, b| a.as_ref().cmp(b.as_ref()));
+        Ok(digests)
+    }
+
+    /// Returns what to push or export for `image`: its index when every
+    /// manifest the index lists is stored, else this host's manifest.
+    pub fn exportable_target(&self, image: &ImageRecord) -> Result<Descriptor> {
+        let target = &image.target;
+        if !is_index_media_type(target.media_type().as_ref()) {
+            return Ok(target.clone());
+        }
+        let index = self.read_index(target.digest())?;
+        let whole = index.manifests().iter().all(|m| self.has_blob(m.digest()));
+        Ok(if whole {
+            target.clone()
+        } else {
+            image.manifest.clone()
+        })
+    }
+
     pub(crate) fn image_blobs(&self, image: &ImageRecord) -> Result<ImageBlobs> {
         let mut blobs = ImageBlobs::default();
         self.walk_blobs(&image.target, &mut blobs)?;

@@ -31,7 +31,7 @@ pub const SOURCE_LABEL_PREFIX: &str = "hull.distribution.source.";
 pub struct ImageRecord {
     /// Normalised reference, such as `127.0.0.1:5000/library/busybox:latest`.
     pub name: String,
-    /// What the reference resolved to: an image manifest, or an index.
+    /// The manifest or index that the reference resolved to.
     pub target: Descriptor,
     /// The image manifest for this host's platform: `target` itself, or the
     /// manifest selected from the index.

@@ -76,6 +76,7 @@ impl Store {
             "content/ingest",
             "snapshots",
             "rootfs",
+            "tmp",
         ] {
             let path = root.join(dir);
             fs::create_dir_all(&path).map_err(|e| StoreError::io("create", path, e))?;
@@ -119,6 +120,7 @@ impl Store {
         };
         store.create_tables()?;
         store.remove_unrecorded_snapshots()?;
+        store.remove_scratch_dirs()?;
         Ok(store)
     }
 
@@ -162,7 +164,7 @@ impl Store {
     }
 
     /// Returns the async lock of one layer digest, shared by every caller
-    /// in this process that asks for the same digest while it is held.
+    /// in this process that requests the same digest while it is held.
     pub fn layer_lock(&self, digest: &Digest) -> Arc<tokio::sync::Mutex<()>> {
         let mut locks = self.inner.layer_locks.lock().unwrap();
         locks.retain(|_, weak| weak.strong_count() > 0);
@@ -172,6 +174,48 @@ impl Store {
         let lock = Arc::new(tokio::sync::Mutex::new(()));
         locks.insert(digest.clone(), Arc::downgrade(&lock));
         lock
+    }
+}
+
+/// A directory under `ROOT/tmp`, removed on drop and at the next
+/// [`Store::open`] after a crash.
+#[derive(Debug)]
+pub struct ScratchDir {
+    path: PathBuf,
+}
+
+impl ScratchDir {
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for ScratchDir {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.path);
+    }
+}
+
+impl Store {
+    /// Creates an empty directory under `ROOT/tmp`, on the store's file
+    /// system, for unpacking archives and building exports.
+    pub fn scratch_dir(&self, prefix: &str) -> Result<ScratchDir> {
+        let path = self
+            .root()
+            .join("tmp")
+            .join(format!("{prefix}-{}", snapshots::random_suffix()));
+        fs::create_dir_all(&path).map_err(|e| StoreError::io("create", &path, e))?;
+        Ok(ScratchDir { path })
+    }
+
+    fn remove_scratch_dirs(&self) -> Result<()> {
+        let tmp = self.root().join("tmp");
+        let entries = fs::read_dir(&tmp).map_err(|e| StoreError::io("read", &tmp, e))?;
+        for entry in entries {
+            let path = entry.map_err(|e| StoreError::io("read", &tmp, e))?.path();
+            fs::remove_dir_all(&path).map_err(|e| StoreError::io("remove", &path, e))?;
+        }
+        Ok(())
     }
 }
 

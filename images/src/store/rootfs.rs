@@ -94,12 +94,10 @@ impl Store {
             let _ = self.release_rootfs(id);
             return Err(e);
         }
-        let lowerdir: Vec<String> = lower.iter().map(|p| p.display().to_string()).collect();
-        let options = vec![
-            format!("lowerdir={}", lowerdir.join(":")),
-            format!("upperdir={}", upper.display()),
-            format!("workdir={}", work.display()),
-        ];
+        let options = crate::snapshot::overlay_mount_options(&lower, Some((&upper, &work)))
+            .split(',')
+            .map(String::from)
+            .collect();
         Ok(RootfsMounts {
             dir,
             upper,

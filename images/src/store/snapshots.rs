@@ -28,7 +28,7 @@ pub struct TmpSnapshot {
 }
 
 impl TmpSnapshot {
-    /// The directory to unpack the layer into.
+    /// Returns the directory to unpack the layer into.
     pub fn fs_dir(&self) -> PathBuf {
         self.dir.join("fs")
     }
@@ -42,7 +42,7 @@ impl Drop for TmpSnapshot {
     }
 }
 
-fn random_suffix() -> String {
+pub(crate) fn random_suffix() -> String {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -52,23 +52,10 @@ fn random_suffix() -> String {
     format!("{}-{nanos:x}-{n}", std::process::id())
 }
 
-/// Syncs every file and directory below `dir`, then `dir` itself.
+/// Writes the unpacked files below `dir` to disk, with one `syncfs` of the
+/// file system that contains them.
 pub(crate) fn sync_tree(dir: &Path) -> Result<()> {
-    let entries = fs::read_dir(dir).map_err(|e| StoreError::io("read", dir, e))?;
-    for entry in entries {
-        let entry = entry.map_err(|e| StoreError::io("read", dir, e))?;
-        let kind = entry
-            .file_type()
-            .map_err(|e| StoreError::io("stat", entry.path(), e))?;
-        if kind.is_dir() {
-            sync_tree(&entry.path())?;
-        } else if kind.is_file() {
-            let path = entry.path();
-            fs::File::open(&path)
-                .and_then(|f| f.sync_all())
-                .map_err(|e| StoreError::io("sync", &path, e))?;
-        }
-    }
+    crate::snapshot::sync_dir(dir)?;
     sync_dir(dir)
 }
 

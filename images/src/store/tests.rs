@@ -142,7 +142,7 @@ fn second_open_is_rejected() {
     assert!(error.to_string().contains(&std::process::id().to_string()));
 }
 
-/// Stores a one-layer image whose layer is `layer` and whose snapshot holds
+/// Stores a one-layer image whose layer is `layer` and whose snapshot contains
 /// one file, and records it as `name`.
 fn add_image(store: &Store, name: &str, layer: &[u8]) -> ImageRecord {
     let layer_desc = store.put_blob(layer, MediaType::ImageLayer).unwrap();

@@ -17,10 +17,12 @@ use super::UnpackError;
 /// Mode of parent directories that the tar does not list.
 const IMPLICIT_DIR_MODE: u32 = 0o755;
 
+/// Flags for directories opened with `openat2`. `RESOLVE_NO_SYMLINKS`
+/// covers the last component too; `O_NOFOLLOW` would turn its `ELOOP` into
+/// `ENOTDIR`.
 const DIR_FLAGS: OFlags = OFlags::DIRECTORY
     .union(OFlags::RDONLY)
-    .union(OFlags::CLOEXEC)
-    .union(OFlags::NOFOLLOW);
+    .union(OFlags::CLOEXEC);
 
 fn resolve_flags() -> ResolveFlags {
     ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS
@@ -167,7 +169,7 @@ pub(crate) fn remove_all(dir: BorrowedFd<'_>, name: &OsStr) -> io::Result<()> {
         Err(Errno::ISDIR) => {}
         Err(e) => return Err(e.into()),
     }
-    let child = rustix::fs::openat(dir, name, DIR_FLAGS, Mode::empty())?;
+    let child = rustix::fs::openat(dir, name, DIR_FLAGS | OFlags::NOFOLLOW, Mode::empty())?;
     remove_children(child.as_fd())?;
     rustix::fs::unlinkat(dir, name, AtFlags::REMOVEDIR)?;
     Ok(())
