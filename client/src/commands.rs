@@ -91,8 +91,7 @@ pub struct Client {
 impl Client {
     pub fn new(channel: Channel) -> Self {
         Self {
-            images: ImagesClient::new(channel)
-                .max_decoding_message_size(64 * 1024 * 1024),
+            images: ImagesClient::new(channel).max_decoding_message_size(64 * 1024 * 1024),
         }
     }
 
@@ -127,7 +126,8 @@ impl Client {
             }
         }
         progress.finish();
-        let image = pulled.ok_or_else(|| anyhow!("the pull of {reference} ended without an image"))?;
+        let image =
+            pulled.ok_or_else(|| anyhow!("the pull of {reference} ended without an image"))?;
         if quiet {
             println!("{}", image.id);
         } else {
@@ -325,7 +325,11 @@ impl Client {
                 .as_ref()
                 .map(image_json)
                 .unwrap_or(Value::Null);
-            value["layers"] = json!(response.layers.iter().map(descriptor_json).collect::<Vec<_>>());
+            value["layers"] = json!(response
+                .layers
+                .iter()
+                .map(descriptor_json)
+                .collect::<Vec<_>>());
             value["diffIds"] = json!(response.diff_ids);
             value["index"] = json_bytes(&response.index);
             value["manifest"] = json_bytes(&response.manifest);

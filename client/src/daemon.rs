@@ -14,7 +14,7 @@ use tonic_health::pb::HealthCheckRequest;
 
 use crate::GlobalArgs;
 
-/// How long a started daemon has to answer health checks.
+/// Time a started daemon gets to report SERVING on its health service.
 const START_TIMEOUT: Duration = Duration::from_secs(10);
 /// Lines of the daemon's log shown when it fails to start.
 const LOG_TAIL_LINES: usize = 10;
@@ -90,7 +90,10 @@ async fn start_daemon(global: &GlobalArgs) -> anyhow::Result<Channel> {
     }
     command
         .stdin(Stdio::null())
-        .stdout(log.try_clone().context("failed to duplicate the log file")?)
+        .stdout(
+            log.try_clone()
+                .context("failed to duplicate the log file")?,
+        )
         .stderr(log);
     // SAFETY: setsid is async-signal-safe and touches no memory of the
     // parent; it runs in the forked child before exec.
@@ -116,14 +119,14 @@ async fn start_daemon(global: &GlobalArgs) -> anyhow::Result<Channel> {
         }
         if let Ok(channel) = hull_proto::grpc::connect_unix(&address).await {
             if is_serving(channel.clone()).await {
-                // The daemon outlives hullctl, which never waits for it.
+                // The daemon runs in its own session and outlives hullctl, which does not reap it.
                 drop(child);
                 return Ok(channel);
             }
         }
         if Instant::now() >= deadline {
             bail!(
-                "hull-imaged (pid {}) did not answer on {address} within {} s; the end of {}:\n{}",
+                "hull-imaged (pid {}) did not respond on {address} within {} s; the end of {}:\n{}",
                 child.id(),
                 START_TIMEOUT.as_secs(),
                 log_path.display(),

@@ -13,7 +13,11 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 #[derive(Parser, Debug)]
-#[command(name = "hullctl", version, about = "Manage OCI images through hull-imaged")]
+#[command(
+    name = "hullctl",
+    version,
+    about = "Manage OCI images through hull-imaged"
+)]
 struct Cli {
     #[command(flatten)]
     global: GlobalArgs,
@@ -33,13 +37,18 @@ pub struct GlobalArgs {
     pub address: PathBuf,
     /// Root directory of the image store, passed to the daemon that hullctl
     /// starts.
-    #[arg(long, global = true, env = "HULL_ROOT", default_value = "/var/lib/hull")]
+    #[arg(
+        long,
+        global = true,
+        env = "HULL_ROOT",
+        default_value = "/var/lib/hull"
+    )]
     pub root: PathBuf,
     /// Registry host[:port] to reach over plain HTTP (repeatable), passed to
     /// the daemon that hullctl starts.
     #[arg(long = "insecure-registry", global = true, value_name = "HOST")]
     pub insecure_registries: Vec<String>,
-    /// Docker config.json that holds registry credentials [default:
+    /// Docker config.json that contains registry credentials [default:
     /// $DOCKER_CONFIG/config.json or ~/.docker/config.json].
     #[arg(long, global = true, env = "HULL_AUTH_FILE")]
     pub auth_file: Option<PathBuf>,

@@ -75,11 +75,9 @@ impl Progress {
 }
 
 fn bar_style() -> ProgressStyle {
-    ProgressStyle::with_template(
-        "{prefix:12} {msg:12} [{bar:30}] {bytes:>10}/{total_bytes:10}",
-    )
-    .expect("the progress template is valid")
-    .progress_chars("=> ")
+    ProgressStyle::with_template("{prefix:12} {msg:12} [{bar:30}] {bytes:>10}/{total_bytes:10}")
+        .expect("the progress template is valid")
+        .progress_chars("=> ")
 }
 
 fn plain_line(event: &LayerProgress, action: Action) -> String {

@@ -47,7 +47,11 @@ pub fn imaged_binary() -> PathBuf {
 fn built_binary(variable: &str, name: &str, package: &str) -> PathBuf {
     if let Some(path) = std::env::var_os(variable) {
         let path = PathBuf::from(path);
-        assert!(path.is_file(), "{variable}={} is not a file", path.display());
+        assert!(
+            path.is_file(),
+            "{variable}={} is not a file",
+            path.display()
+        );
         return path;
     }
     let path = profile_dir().join(name);

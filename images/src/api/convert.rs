@@ -33,8 +33,7 @@ pub fn platform(platform: &Platform) -> pb::Platform {
 
 /// Converts a requested platform; `None` when the request names none.
 pub fn platform_from(platform: Option<&pb::Platform>) -> Result<Option<Platform>, Status> {
-    let Some(platform) = platform.filter(|p| !p.os.is_empty() || !p.architecture.is_empty())
-    else {
+    let Some(platform) = platform.filter(|p| !p.os.is_empty() || !p.architecture.is_empty()) else {
         return Ok(None);
     };
     if platform.os.is_empty() || platform.architecture.is_empty() {

@@ -59,7 +59,7 @@ impl Copy {
                 self.copy_manifest_blobs(&bytes).await?;
                 let pinned = self.destination.pin(child.digest().clone());
                 self.destination_client
-                    .push_manifest(&pinned, &child.media_type().to_string(), &bytes)
+                    .push_manifest(&pinned, child.media_type().as_ref(), &bytes)
                     .await
                     .map_err(status::from_registry)?;
             }
@@ -68,7 +68,7 @@ impl Copy {
         }
         let digest = self
             .destination_client
-            .push_manifest(&self.destination, &media_type.to_string(), &resolved.bytes)
+            .push_manifest(&self.destination, media_type.as_ref(), &resolved.bytes)
             .await
             .map_err(status::from_registry)?;
         Ok(digest.to_string())
@@ -112,9 +112,11 @@ impl Copy {
         tokio::fs::create_dir_all(&self.scratch)
             .await
             .map_err(|err| scratch_error(&self.scratch, err))?;
-        let path = self
-            .scratch
-            .join(format!("copy-{}-{}", std::process::id(), blob.digest().digest()));
+        let path = self.scratch.join(format!(
+            "copy-{}-{}",
+            std::process::id(),
+            blob.digest().digest()
+        ));
         let result = self.download(blob, &path, &id).await;
         let result = match result {
             Ok(()) => self

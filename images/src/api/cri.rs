@@ -6,9 +6,9 @@
 use std::collections::BTreeMap;
 
 use base64::Engine as _;
+use cri::image_service_server::ImageService;
 use hull_proto::hull::images::v1::RegistryAuth;
 use hull_proto::runtime::v1 as cri;
-use cri::image_service_server::ImageService;
 use tokio::sync::mpsc;
 use tonic::{Request, Response, Status};
 
@@ -23,7 +23,10 @@ fn cri_images(infos: Vec<ImageInfo>) -> Vec<cri::Image> {
     for info in infos {
         by_id.entry(info.id.to_string()).or_default().push(info);
     }
-    by_id.into_iter().map(|(id, group)| cri_image(id, &group)).collect()
+    by_id
+        .into_iter()
+        .map(|(id, group)| cri_image(id, &group))
+        .collect()
 }
 
 fn cri_image(id: String, group: &[ImageInfo]) -> cri::Image {

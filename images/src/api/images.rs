@@ -79,9 +79,15 @@ impl Images for Daemon {
             push_progress,
             push_digest,
             move |progress| async move {
-                let digest = pull::push(&client, daemon.store(), &info.record, &destination, progress)
-                    .await
-                    .map_err(status::from_pull)?;
+                let digest = pull::push(
+                    &client,
+                    daemon.store(),
+                    &info.record,
+                    &destination,
+                    progress,
+                )
+                .await
+                .map_err(status::from_pull)?;
                 Ok(digest.to_string())
             },
         );

@@ -61,7 +61,9 @@ fn id_prefix(text: &str) -> Option<&str> {
     let hex = text.strip_prefix("sha256:").unwrap_or(text);
     let is_hex = hex.len() >= MIN_ID_PREFIX
         && hex.len() <= 64
-        && hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+        && hex
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
     is_hex.then_some(hex)
 }
 

@@ -23,8 +23,8 @@ pub struct Registries {
 struct Shared {
     client: RegistryClient,
     /// Modification time and size of the credentials file when `client` was
-    /// made; the client caches credentials, so a change (hullctl login or
-    /// logout) needs a new client.
+    /// made. The client caches credentials, so a change made by hullctl
+    /// login or logout needs a new client.
     auth_stamp: Option<(SystemTime, u64)>,
 }
 
@@ -47,7 +47,8 @@ impl Registries {
                 auth_file = %shared.client.auth_file().display(),
                 "credentials file changed, reloading registry credentials"
             );
-            shared.client = RegistryClient::new(self.config.clone()).map_err(status::from_registry)?;
+            shared.client =
+                RegistryClient::new(self.config.clone()).map_err(status::from_registry)?;
             shared.auth_stamp = stamp;
         }
         Ok(shared.client.clone())

@@ -27,7 +27,7 @@ pub async fn inspect(
     };
 
     let (manifest_descriptor, manifest_bytes) =
-        if is_index_media_type(&resolved.descriptor.media_type().to_string()) {
+        if is_index_media_type(resolved.descriptor.media_type().as_ref()) {
             let index: ImageIndex = serde_json::from_slice(&resolved.bytes).map_err(|err| {
                 Status::data_loss(format!("invalid index from {reference}: {err}"))
             })?;

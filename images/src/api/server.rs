@@ -25,7 +25,7 @@ pub enum ServeError {
     Transport(#[from] tonic::transport::Error),
 }
 
-/// Serves `daemon` on `socket` until `stop` resolves, then tells running
+/// Serves `daemon` on `socket` until `stop` resolves, then signals running
 /// transfers to end through `shutdown` and waits up to 10 s for requests
 /// to finish.
 pub async fn serve(
@@ -38,9 +38,7 @@ pub async fn serve(
     health_reporter
         .set_service_status("", ServingStatus::Serving)
         .await;
-    health_reporter
-        .set_serving::<ImagesServer<Daemon>>()
-        .await;
+    health_reporter.set_serving::<ImagesServer<Daemon>>().await;
     health_reporter
         .set_serving::<ImageServiceServer<Daemon>>()
         .await;

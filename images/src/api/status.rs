@@ -42,9 +42,7 @@ pub fn from_registry(err: RegistryError) -> Status {
             Code::FailedPrecondition
         }
         RegistryError::Request { .. } => Code::Unavailable,
-        RegistryError::DigestMismatch { .. } | RegistryError::SizeMismatch { .. } => {
-            Code::DataLoss
-        }
+        RegistryError::DigestMismatch { .. } | RegistryError::SizeMismatch { .. } => Code::DataLoss,
         _ => Code::Internal,
     };
     Status::new(code, error_chain(&err))

@@ -11,7 +11,11 @@ use hull_images::store::Store;
 use tokio::signal::unix::{signal, SignalKind};
 
 #[derive(Parser, Debug)]
-#[command(name = "hull-imaged", version, about = "Serve hull's image API on a unix socket")]
+#[command(
+    name = "hull-imaged",
+    version,
+    about = "Serve hull's image API on a unix socket"
+)]
 struct Args {
     /// Root directory of the image store.
     #[arg(long, env = "HULL_ROOT", default_value = "/var/lib/hull")]
@@ -62,8 +66,8 @@ fn main() -> ExitCode {
 async fn run(args: Args) -> Result<(), String> {
     let mut sigterm = signal(SignalKind::terminate())
         .map_err(|err| format!("failed to handle SIGTERM: {err}"))?;
-    let mut sigint = signal(SignalKind::interrupt())
-        .map_err(|err| format!("failed to handle SIGINT: {err}"))?;
+    let mut sigint =
+        signal(SignalKind::interrupt()).map_err(|err| format!("failed to handle SIGINT: {err}"))?;
 
     let root = args.root.clone();
     let store = tokio::task::spawn_blocking(move || Store::open(&root))

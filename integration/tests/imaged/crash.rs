@@ -49,12 +49,18 @@ fn pull_resumes_after_daemon_kill() {
     let ingest = imaged.root().join("content/ingest");
     let deadline = Instant::now() + Duration::from_secs(60);
     while bytes_below(&ingest) < 1 << 20 {
-        assert!(Instant::now() < deadline, "the pull wrote no data within 60 s");
+        assert!(
+            Instant::now() < deadline,
+            "the pull wrote no data within 60 s"
+        );
         std::thread::sleep(Duration::from_millis(10));
     }
     imaged.kill_hard();
     let status = pull.wait().expect("wait for hullctl");
-    assert!(!status.success(), "the pull succeeded although its daemon was killed");
+    assert!(
+        !status.success(),
+        "the pull succeeded although its daemon was killed"
+    );
 
     imaged.spawn();
     imaged.hullctl_ok(&["pull", &reference]);

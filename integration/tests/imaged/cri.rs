@@ -2,10 +2,10 @@
 //! them.
 
 use base64::Engine as _;
+use cri::image_service_client::ImageServiceClient;
 use hull_integration::registry::Registry;
 use hull_integration::{require_root, require_tools};
 use hull_proto::runtime::v1 as cri;
-use cri::image_service_client::ImageServiceClient;
 
 use crate::fixture::{block_on, busybox_registry, push_busybox, Imaged, BUSYBOX_REPOSITORY};
 
@@ -48,7 +48,10 @@ fn cri_image_service_calls() {
         assert_eq!(image.repo_tags, vec![reference.clone()]);
         assert_eq!(image.repo_digests.len(), 1, "{image:?}");
         let digest_prefix = format!("{}/{BUSYBOX_REPOSITORY}@sha256:", registry.host());
-        assert!(image.repo_digests[0].starts_with(&digest_prefix), "{image:?}");
+        assert!(
+            image.repo_digests[0].starts_with(&digest_prefix),
+            "{image:?}"
+        );
         assert!(image.size > 0);
         assert_eq!(image.uid, Some(cri::Int64Value { value: 0 }));
 
@@ -69,7 +72,10 @@ fn cri_image_service_calls() {
             .await
             .expect("ImageStatus")
             .into_inner();
-        assert_eq!(status.image.as_ref().map(|i| i.id.clone()), Some(pulled.image_ref.clone()));
+        assert_eq!(
+            status.image.as_ref().map(|i| i.id.clone()),
+            Some(pulled.image_ref.clone())
+        );
         assert!(status.info.contains_key("info"), "{status:?}");
         let by_id = client
             .image_status(cri::ImageStatusRequest {
@@ -154,7 +160,11 @@ fn cri_pull_with_auth() {
             })
             .await
             .expect_err("anonymous pull from a registry that needs a login");
-        assert_eq!(anonymous.code(), tonic::Code::Unauthenticated, "{anonymous:?}");
+        assert_eq!(
+            anonymous.code(),
+            tonic::Code::Unauthenticated,
+            "{anonymous:?}"
+        );
 
         let wrong = client
             .pull_image(cri::PullImageRequest {

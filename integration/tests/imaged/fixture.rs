@@ -99,14 +99,14 @@ impl Imaged {
         panic!("hull-imaged did not listen within 10 s:\n{}", self.log());
     }
 
-    /// The daemon's log: the fixture's own and the one hullctl writes.
+    /// Returns the daemon's log: the fixture's own and the one hullctl writes.
     pub fn log(&self) -> String {
         let own = std::fs::read_to_string(self.log_path()).unwrap_or_default();
         let started = std::fs::read_to_string(self.root().join("imaged.log")).unwrap_or_default();
         format!("{own}{started}")
     }
 
-    /// The pid of the running daemon, from the store's lock file.
+    /// Returns the pid of the running daemon, from the store's lock file.
     pub fn daemon_pid(&self) -> Option<i32> {
         if let Some(child) = &self.child {
             return Some(child.id() as i32);
@@ -163,7 +163,7 @@ impl Imaged {
         }
     }
 
-    /// A hullctl command with this daemon's root, socket and auth file.
+    /// Builds a hullctl command with this daemon's root, socket and auth file.
     pub fn hullctl_command(&self, args: &[&str]) -> Command {
         let mut command = Command::new(hullctl_binary());
         command
@@ -241,11 +241,16 @@ fn wait_gone(pid: i32) {
 /// `registry` as `test/busybox:TAG`; `extra` goes to skopeo.
 pub fn push_busybox(registry: &Registry, dir: &Path, tag: &str, extra: &[&str]) {
     let layout = dir.join("busybox-layout");
-    layout_from_rootfs(fixtures::busybox_rootfs(), &layout, tag, &["--config.cmd=sh"]);
+    layout_from_rootfs(
+        fixtures::busybox_rootfs(),
+        &layout,
+        tag,
+        &["--config.cmd=sh"],
+    );
     registry.push_layout(&layout, tag, &format!("{BUSYBOX_REPOSITORY}:{tag}"), extra);
 }
 
-/// A registry with busybox pushed as `test/busybox:1`, and its reference.
+/// Starts a registry with busybox pushed as `test/busybox:1` and returns it with the reference.
 pub fn busybox_registry(dir: &Path) -> (Registry, String) {
     let registry = Registry::start();
     push_busybox(&registry, dir, "1", &[]);

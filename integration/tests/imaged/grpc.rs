@@ -87,7 +87,11 @@ fn images_api_calls() {
             })
             .await
             .expect_err("Inspect of a malformed reference");
-        assert_eq!(malformed.code(), tonic::Code::InvalidArgument, "{malformed:?}");
+        assert_eq!(
+            malformed.code(),
+            tonic::Code::InvalidArgument,
+            "{malformed:?}"
+        );
         assert!(malformed.message().contains("invalid image reference"));
 
         let remote = client
@@ -124,8 +128,7 @@ fn images_api_calls() {
             .options
             .iter()
             .any(|option| option.starts_with("lowerdir=")));
-        let spec: serde_json::Value =
-            serde_json::from_str(&prepared.spec_json).expect("spec JSON");
+        let spec: serde_json::Value = serde_json::from_str(&prepared.spec_json).expect("spec JSON");
         assert_eq!(spec["root"]["path"], "rootfs");
         assert_eq!(spec["process"]["args"][0], "echo");
 
@@ -204,12 +207,18 @@ fn health_and_reflection() {
             panic!("unexpected reflection response {response:?}");
         };
         let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
-        assert!(names.contains(&String::from("hull.images.v1.Images")), "{names:?}");
-        assert!(names.contains(&String::from("runtime.v1.ImageService")), "{names:?}");
+        assert!(
+            names.contains(&String::from("hull.images.v1.Images")),
+            "{names:?}"
+        );
+        assert!(
+            names.contains(&String::from("runtime.v1.ImageService")),
+            "{names:?}"
+        );
     });
 }
 
-/// A request stream of one message.
+/// Wraps `item` in a request stream of one message.
 fn tokio_stream_once<T: Send + 'static>(
     item: T,
 ) -> impl tonic::codegen::tokio_stream::Stream<Item = T> + Send + 'static {

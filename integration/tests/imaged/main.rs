@@ -1,5 +1,5 @@
 //! hull-imaged and hullctl end to end: a private daemon per test against
-//! a docker-registry on loopback that holds the busybox fixture.
+//! a docker-registry on loopback that contains the busybox fixture.
 
 mod crash;
 mod cri;
@@ -26,7 +26,10 @@ fn hullctl_pull_list_inspect_tag_rmi() {
     let table = imaged.hullctl_ok(&["images"]);
     let header = table.stdout.lines().next().unwrap_or_default();
     assert!(header.starts_with("REPOSITORY"), "{table}");
-    assert!(header.contains("IMAGE ID") && header.contains("SIZE"), "{table}");
+    assert!(
+        header.contains("IMAGE ID") && header.contains("SIZE"),
+        "{table}"
+    );
     let repository = format!("{}/{BUSYBOX_REPOSITORY}", registry.host());
     assert!(table.stdout.contains(&repository), "{table}");
 
@@ -47,7 +50,11 @@ fn hullctl_pull_list_inspect_tag_rmi() {
     let inspect = imaged.hullctl_ok(&["inspect", &reference]);
     let local: serde_json::Value = serde_json::from_str(&inspect.stdout).expect("inspect JSON");
     assert_eq!(local["config"]["config"]["Cmd"][0], "sh", "{inspect}");
-    assert_eq!(local["layers"].as_array().map(Vec::len), Some(1), "{inspect}");
+    assert_eq!(
+        local["layers"].as_array().map(Vec::len),
+        Some(1),
+        "{inspect}"
+    );
     assert!(local["id"].as_str().unwrap().starts_with("sha256:"));
 
     let remote = imaged.hullctl_ok(&["inspect", "--remote", &reference]);
@@ -137,7 +144,10 @@ fn hullctl_save_and_load() {
         let loaded = imaged.hullctl_ok(&["load", "-i", &path]);
         assert!(loaded.stdout.contains("Loaded image"), "{format}: {loaded}");
         let images = imaged.hullctl_ok(&["images"]);
-        assert!(images.stdout.contains(BUSYBOX_REPOSITORY), "{format}: {images}");
+        assert!(
+            images.stdout.contains(BUSYBOX_REPOSITORY),
+            "{format}: {images}"
+        );
     }
 }
 
@@ -164,7 +174,10 @@ fn hullctl_login_and_logout() {
     assert_eq!(wrong.code, Some(1), "{wrong}");
     assert_eq!(wrong.stderr_lines().len(), 1, "{wrong}");
     assert!(wrong.stderr.contains("rejected"), "{wrong}");
-    assert!(!imaged.auth_file().exists(), "a failed login stored credentials");
+    assert!(
+        !imaged.auth_file().exists(),
+        "a failed login stored credentials"
+    );
 
     let mut login = imaged.hullctl_command(&["login", "-u", "hull", "--password-stdin", &host]);
     let output = login
@@ -237,13 +250,19 @@ fn daemon_rejects_live_socket() {
         .expect("run a second hull-imaged");
     assert!(!second.status.success());
     let stderr = String::from_utf8_lossy(&second.stderr);
-    assert!(stderr.contains("another hull-imaged is serving"), "{stderr}");
-    assert!(imaged.socket().exists(), "the second daemon removed the socket");
+    assert!(
+        stderr.contains("another hull-imaged is serving"),
+        "{stderr}"
+    );
+    assert!(
+        imaged.socket().exists(),
+        "the second daemon removed the socket"
+    );
 
     imaged.stop();
     assert!(!imaged.socket().exists(), "SIGTERM left the socket");
 
-    // A socket file that nobody serves is replaced.
+    // A socket file without a listening daemon is replaced.
     drop(std::os::unix::net::UnixListener::bind(imaged.socket()).unwrap());
     imaged.spawn();
     let images = imaged.hullctl_ok(&["images", "-q"]);
