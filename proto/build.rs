@@ -1,5 +1,6 @@
 //! Compiles `proto/**/*.proto` with protox (no system protoc) and generates
-//! prost messages, tonic clients and servers, and ttrpc glue for every service.
+//! prost messages, tonic clients and servers for every service, and ttrpc
+//! glue for the containerd services.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -24,7 +25,12 @@ const PROTO_FILES: &[&str] = &[
     "runc/options/oci.proto",
     "cgroups/v1/metrics.proto",
     "cgroups/v2/metrics.proto",
+    "hull/images/v1/images.proto",
+    "cri/runtime/v1/api.proto",
 ];
+
+/// Packages served only over gRPC, which get no ttrpc glue.
+const GRPC_ONLY_PACKAGES: &[&str] = &["hull.images.v1", "runtime.v1"];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let out_dir = PathBuf::from(std::env::var("OUT_DIR")?);
@@ -64,14 +70,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
-/// Runs the tonic generator and then appends ttrpc glue for the same service.
+/// Appends ttrpc glue for a containerd service and then runs the tonic
+/// generator for it.
 struct CombinedGenerator {
     tonic: Box<dyn ServiceGenerator>,
 }
 
 impl ServiceGenerator for CombinedGenerator {
     fn generate(&mut self, service: Service, buf: &mut String) {
-        generate_ttrpc(&service, buf);
+        if !GRPC_ONLY_PACKAGES.contains(&service.package.as_str()) {
+            generate_ttrpc(&service, buf);
+        }
         self.tonic.generate(service, buf);
     }
 

@@ -25,6 +25,44 @@ pub fn hull_binary() -> PathBuf {
     path
 }
 
+/// Returns hullctl: `$HULLCTL`, or `hullctl` in the profile directory.
+///
+/// # Panics
+/// Panics when the binary does not exist; `cargo build -p hull-client`
+/// makes it.
+pub fn hullctl_binary() -> PathBuf {
+    built_binary("HULLCTL", "hullctl", "hull-client")
+}
+
+/// Returns the image daemon: `$HULL_IMAGED`, or `hull-imaged` in the
+/// profile directory.
+///
+/// # Panics
+/// Panics when the binary does not exist; `cargo build -p hull-images`
+/// makes it.
+pub fn imaged_binary() -> PathBuf {
+    built_binary("HULL_IMAGED", "hull-imaged", "hull-images")
+}
+
+fn built_binary(variable: &str, name: &str, package: &str) -> PathBuf {
+    if let Some(path) = std::env::var_os(variable) {
+        let path = PathBuf::from(path);
+        assert!(
+            path.is_file(),
+            "{variable}={} is not a file",
+            path.display()
+        );
+        return path;
+    }
+    let path = profile_dir().join(name);
+    assert!(
+        path.is_file(),
+        "{name} not found at {}: run `cargo build -p {package}` first or set {variable}",
+        path.display()
+    );
+    path
+}
+
 /// Returns the reference runtime: `$RUNC`, or `/usr/sbin/runc`.
 pub fn runc_binary() -> PathBuf {
     std::env::var_os("RUNC")

@@ -18,7 +18,7 @@ pub mod runtime;
 mod template;
 pub mod tree;
 
-pub use binaries::{hull_binary, runc_binary};
+pub use binaries::{hull_binary, hullctl_binary, imaged_binary, runc_binary};
 pub use bundle::{Bundle, Rootfs};
 pub use compare::{assert_same_output, run_and_compare, run_on_both};
 pub use output::Output;

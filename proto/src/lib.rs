@@ -118,6 +118,26 @@ pub mod io {
     }
 }
 
+/// hull's own services.
+pub mod hull {
+    pub mod images {
+        /// `hull.images.v1.Images`, served by hull-imaged.
+        // PullResponse's oneof contains an Image next to a small progress
+        // message, and a stream sends few of the large ones.
+        #[allow(clippy::large_enum_variant)]
+        pub mod v1 {
+            include!(concat!(env!("OUT_DIR"), "/hull.images.v1.rs"));
+        }
+    }
+}
+
+/// The Kubernetes CRI (`runtime.v1`), limited to `ImageService`.
+pub mod runtime {
+    pub mod v1 {
+        include!(concat!(env!("OUT_DIR"), "/runtime.v1.rs"));
+    }
+}
+
 /// `google.rpc.Status`, the error model of gRPC and ttrpc responses.
 pub mod google {
     pub mod rpc {
