@@ -82,3 +82,17 @@ pub fn sync_dir(path: &Path) -> Result<(), SnapshotError> {
     .map_err(sync_error)?;
     rustix::fs::syncfs(fd.as_fd()).map_err(sync_error)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn snapshot_sync_dir() {
+        let dir = tempfile::tempdir().unwrap();
+        sync_dir(dir.path()).unwrap();
+        let missing = dir.path().join("missing");
+        let err = sync_dir(&missing).unwrap_err();
+        assert!(err.to_string().contains(&missing.display().to_string()), "{err}");
+    }
+}

@@ -59,7 +59,9 @@ fn overlay_context(lowers: &[PathBuf], target: &Path) -> Result<OwnedFd, Snapsho
             Ok(context)
         }
         Err(Errno::INVAL) => {
-            // The failed key left an error in that context: start afresh.
+            // The failed key left an error in that context, so start afresh.
+            // NOTE: the tests run on a kernel with `lowerdir+`, so this
+            // branch has not run.
             let context = open_overlay(target)?;
             let joined = lowers
                 .iter()

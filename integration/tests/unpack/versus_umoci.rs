@@ -67,9 +67,13 @@ fn compare_with_umoci(rootfs: &Path, name: &str) {
     let expected = bundle.join("rootfs");
 
     let (lowers, hull_time) = unpack_layout(&scratch, &layout_dir, "gzip");
+    let build = if cfg!(debug_assertions) {
+        "debug"
+    } else {
+        "optimized"
+    };
     eprintln!(
-        "{name}: hull unpack_layer {hull_time:?}, umoci unpack {umoci_time:?} \
-         (test profile build, one run each)"
+        "{name}: hull unpack_layer {hull_time:?} ({build} build), umoci unpack {umoci_time:?}, one run each"
     );
     let merged = scratch.mount_writable(&lowers, "gzip-rootfs");
     assert_same_tree(&merged, &expected, &ignored());
