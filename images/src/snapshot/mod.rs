@@ -18,7 +18,7 @@ use rustix::mount::UnmountFlags;
 pub use options::overlay_mount_options;
 pub use overlay::{mount_rootfs, mount_rootfs_readonly};
 
-/// Why a rootfs could not be mounted, unmounted or synced.
+/// Failure to mount, unmount or sync a rootfs.
 #[derive(Debug, thiserror::Error)]
 pub enum SnapshotError {
     #[error("no lower directory given for the rootfs at {0}")]
@@ -66,7 +66,7 @@ pub fn unmount(target: &Path) -> Result<(), SnapshotError> {
     })
 }
 
-/// Writes back all dirty data and metadata of the file system that holds
+/// Writes back all dirty data and metadata of the file system that contains
 /// `path` (`syncfs`). One call after unpacking a layer replaces an fsync
 /// per file.
 pub fn sync_dir(path: &Path) -> Result<(), SnapshotError> {
@@ -81,4 +81,18 @@ pub fn sync_dir(path: &Path) -> Result<(), SnapshotError> {
     )
     .map_err(sync_error)?;
     rustix::fs::syncfs(fd.as_fd()).map_err(sync_error)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn snapshot_sync_dir() {
+        let dir = tempfile::tempdir().unwrap();
+        sync_dir(dir.path()).unwrap();
+        let missing = dir.path().join("missing");
+        let err = sync_dir(&missing).unwrap_err();
+        assert!(err.to_string().contains(&missing.display().to_string()), "{err}");
+    }
 }
