@@ -29,6 +29,9 @@ const PROTO_FILES: &[&str] = &[
     "cri/runtime/v1/api.proto",
 ];
 
+/// Files of the image service (hull-imaged), which the shim does not serve.
+const IMAGE_FILES: &[&str] = &["hull/images/v1/images.proto", "cri/runtime/v1/api.proto"];
+
 /// Packages served only over gRPC, which get no ttrpc glue.
 const GRPC_ONLY_PACKAGES: &[&str] = &["hull.images.v1", "runtime.v1"];
 
@@ -44,15 +47,24 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     compiler.include_imports(true).include_source_info(true);
     compiler.open_files(&files)?;
 
-    // tonic-reflection serves this set, so it includes the imported
-    // google.protobuf files but no source info.
-    let mut reflection = protox::Compiler::new([PROTO_ROOT])?;
-    reflection.include_imports(true).include_source_info(false);
-    reflection.open_files(&files)?;
-    std::fs::write(
-        out_dir.join("hull_descriptor.bin"),
-        reflection.encode_file_descriptor_set(),
-    )?;
+    // tonic-reflection serves these sets, so they include the imported
+    // google.protobuf files but no source info. The shim and hull-imaged
+    // each list only the services they serve.
+    let (images_files, task_files): (Vec<PathBuf>, Vec<PathBuf>) =
+        files.iter().cloned().partition(|file| {
+            IMAGE_FILES
+                .iter()
+                .any(|image| file.ends_with(Path::new(image)))
+        });
+    for (name, files) in [
+        ("task_descriptor.bin", &task_files),
+        ("images_descriptor.bin", &images_files),
+    ] {
+        let mut reflection = protox::Compiler::new([PROTO_ROOT])?;
+        reflection.include_imports(true).include_source_info(false);
+        reflection.open_files(files)?;
+        std::fs::write(out_dir.join(name), reflection.encode_file_descriptor_set())?;
+    }
 
     let tonic = tonic_prost_build::configure()
         .build_client(true)

@@ -57,7 +57,7 @@ pub async fn connect_unix(address: &str) -> Result<Channel, tonic::transport::Er
 pub fn reflection_service(
 ) -> Result<ServerReflectionServer<impl ServerReflection>, tonic_reflection::server::Error> {
     tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(crate::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(crate::TASK_FILE_DESCRIPTOR_SET)
         .build_v1()
 }
 

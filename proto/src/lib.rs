@@ -145,7 +145,12 @@ pub mod google {
     }
 }
 
-/// Encoded `FileDescriptorSet` of every file in `proto/` and its imports, for
-/// gRPC server reflection.
-pub const FILE_DESCRIPTOR_SET: &[u8] =
-    include_bytes!(concat!(env!("OUT_DIR"), "/hull_descriptor.bin"));
+/// Encoded `FileDescriptorSet` of the containerd task, event and option
+/// files and their imports, for the shim's gRPC server reflection.
+pub const TASK_FILE_DESCRIPTOR_SET: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/task_descriptor.bin"));
+
+/// Encoded `FileDescriptorSet` of `hull.images.v1` and the CRI image service
+/// and their imports, for hull-imaged's gRPC server reflection.
+pub const IMAGES_FILE_DESCRIPTOR_SET: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/images_descriptor.bin"));

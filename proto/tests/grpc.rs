@@ -256,7 +256,7 @@ async fn task_round_trip_over_grpc() {
 
 #[test]
 fn descriptor_set_lists_services() {
-    let set = prost_types::FileDescriptorSet::decode(hull_proto::FILE_DESCRIPTOR_SET).unwrap();
+    let set = prost_types::FileDescriptorSet::decode(hull_proto::TASK_FILE_DESCRIPTOR_SET).unwrap();
     let services: Vec<String> = set
         .file
         .iter()

@@ -44,11 +44,11 @@ pub async fn serve(
         .await;
 
     let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(hull_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(hull_proto::IMAGES_FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1()?;
     let reflection_v1alpha = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(hull_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(hull_proto::IMAGES_FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1alpha()?;
 
