@@ -22,7 +22,7 @@ pub enum Kind {
     Socket,
 }
 
-/// What is compared of one path. Symbolic links are never followed.
+/// Compared attributes of one path, read without following symbolic links.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Node {
     pub kind: Kind,
@@ -131,7 +131,7 @@ fn read_xattrs(path: &Path) -> BTreeMap<String, Vec<u8>> {
     xattrs
 }
 
-/// What [`differences`] leaves out.
+/// Attributes that [`differences`] leaves out.
 #[derive(Debug, Clone, Default)]
 pub struct Ignore {
     /// Modification times of directories.
@@ -217,7 +217,7 @@ pub fn assert_same_tree(left: &Path, right: &Path, ignore: &Ignore) {
     let (a, b) = (snapshot(left), snapshot(right));
     let found = differences(&a, &b, ignore);
     if !found.is_empty() {
-        let shown: Vec<String> = found.iter().take(20).map(ToString::to_string).collect();
+        let first: Vec<String> = found.iter().take(20).map(ToString::to_string).collect();
         panic!(
             "{} and {} differ on {} paths (left has {}, right has {}), first ones:\n{}",
             left.display(),
@@ -225,7 +225,7 @@ pub fn assert_same_tree(left: &Path, right: &Path, ignore: &Ignore) {
             found.len(),
             a.len(),
             b.len(),
-            shown.join("\n")
+            first.join("\n")
         );
     }
 }

@@ -18,7 +18,7 @@ use rustix::mount::UnmountFlags;
 pub use options::overlay_mount_options;
 pub use overlay::{mount_rootfs, mount_rootfs_readonly};
 
-/// Why a rootfs could not be mounted, unmounted or synced.
+/// Failure to mount, unmount or sync a rootfs.
 #[derive(Debug, thiserror::Error)]
 pub enum SnapshotError {
     #[error("no lower directory given for the rootfs at {0}")]
@@ -66,7 +66,7 @@ pub fn unmount(target: &Path) -> Result<(), SnapshotError> {
     })
 }
 
-/// Writes back all dirty data and metadata of the file system that holds
+/// Writes back all dirty data and metadata of the file system that contains
 /// `path` (`syncfs`). One call after unpacking a layer replaces an fsync
 /// per file.
 pub fn sync_dir(path: &Path) -> Result<(), SnapshotError> {

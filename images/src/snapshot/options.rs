@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 /// Overlayfs splits `lowerdir` at `:`, so `:` and `\` in paths are escaped
 /// with a backslash.
 /// NOTE: mount(2) splits its data at `,` with no escape, so paths that
-/// contain a comma do not work in this string; `mount_rootfs` has no such
+/// contain a comma do not work in this string. `mount_rootfs` has no such
 /// limit when the kernel accepts `lowerdir+`.
 pub fn overlay_mount_options(
     lower_dirs_top_first: &[PathBuf],

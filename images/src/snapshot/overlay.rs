@@ -162,7 +162,7 @@ fn mount_error(context: &OwnedFd, target: &Path, action: &str, errno: Errno) -> 
 fn read_log(context: &OwnedFd) -> Vec<String> {
     let mut log = Vec::new();
     let mut buffer = [0u8; 1024];
-    // Each read returns one message; the queue holds at most a few.
+    // Each read returns one message, and the kernel queues only a few.
     for _ in 0..8 {
         match rustix::io::read(context, &mut buffer) {
             Ok(n) if n > 0 => log.push(String::from_utf8_lossy(&buffer[..n]).trim_end().to_owned()),

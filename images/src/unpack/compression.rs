@@ -4,7 +4,7 @@ use std::io::{self, BufRead, Read};
 
 use super::UnpackError;
 
-/// How a layer blob is compressed.
+/// Compression format of a layer blob.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Compression {
     Gzip,

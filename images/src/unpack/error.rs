@@ -3,7 +3,7 @@
 use std::io;
 use std::path::PathBuf;
 
-/// Why a layer could not be unpacked.
+/// Failure to unpack a layer.
 #[derive(Debug, thiserror::Error)]
 pub enum UnpackError {
     /// An entry would write outside the destination or is malformed, so the
@@ -37,7 +37,7 @@ pub enum UnpackError {
     #[error("destination {0} is not empty: a layer is unpacked into an empty directory")]
     NotEmpty(PathBuf),
 
-    /// The layer media type is not a tar layer type that hull knows.
+    /// The layer media type is none of the supported tar layer types.
     #[error("unsupported layer media type {0:?}: expected an OCI or Docker tar layer (plain, gzip or zstd)")]
     UnknownMediaType(String),
 }

@@ -243,11 +243,11 @@ mod tests {
     #[test]
     fn pax_time_fractions() {
         let t = parse_pax_time(b"1700000000.25", "x").unwrap();
-        assert_eq!((t.tv_sec, t.tv_nsec as i64), (1_700_000_000, 250_000_000));
+        assert_eq!((t.tv_sec, t.tv_nsec), (1_700_000_000, 250_000_000));
         let t = parse_pax_time(b"12", "x").unwrap();
-        assert_eq!((t.tv_sec, t.tv_nsec as i64), (12, 0));
+        assert_eq!((t.tv_sec, t.tv_nsec), (12, 0));
         let t = parse_pax_time(b"-1.5", "x").unwrap();
-        assert_eq!((t.tv_sec, t.tv_nsec as i64), (-2, 500_000_000));
+        assert_eq!((t.tv_sec, t.tv_nsec), (-2, 500_000_000));
         assert!(parse_pax_time(b"1.x", "x").is_err());
     }
 }

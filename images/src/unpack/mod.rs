@@ -1,12 +1,12 @@
 //! Unpacking of OCI layer tars into directories that serve as overlayfs
 //! lower layers.
 //!
-//! Each layer goes into its own empty directory. Writes stay below that
-//! directory: parents are opened with `openat2(RESOLVE_BENEATH |
-//! RESOLVE_NO_SYMLINKS)` and each entry is created by name in its open
-//! parent, so an entry that would escape (absolute name, `..` above the
-//! root, a symbolic link as parent, a hard link to outside) rejects the
-//! whole layer. Whiteouts become overlayfs whiteouts.
+//! Each layer goes into its own empty directory, and writes stay below it.
+//! Parents are opened with `openat2(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS)`
+//! and each entry is created by name in its open parent. An entry that
+//! would escape (absolute name, `..` above the root, a symbolic link as
+//! parent, a hard link to outside) rejects the whole layer. Whiteouts
+//! become overlayfs whiteouts.
 
 mod beneath;
 mod compression;
@@ -132,11 +132,13 @@ impl Unpacker {
                 let dir = root.parent(&name.parent, &display)?;
                 whiteout::delete(dir, deleted, &display)?;
                 root.invalidate();
+                self.forget_directory_times(&name.parent.join(deleted));
                 return Ok(());
             }
         }
 
         let metadata = Metadata::read(entry, &display)?;
+        let mut directory_times = None;
         let replaced = match entry_type {
             EntryType::Regular | EntryType::Continuous | EntryType::GNUSparse => {
                 let dir = root.parent(&name.parent, &display)?;
@@ -144,10 +146,8 @@ impl Unpacker {
             }
             EntryType::Directory => {
                 let dir = root.parent(&name.parent, &display)?;
-                let replaced = create::directory(dir, &file, &metadata, &display)?;
-                self.directory_times
-                    .insert(name.relative(), (name.clone(), metadata.times()));
-                replaced
+                directory_times = Some(metadata.times());
+                create::directory(dir, &file, &metadata, &display)?
             }
             EntryType::Symlink => {
                 let target = link_name(entry, &display)?;
@@ -169,8 +169,19 @@ impl Unpacker {
         };
         if replaced {
             root.invalidate();
+            self.forget_directory_times(&name.relative());
+        }
+        if let Some(times) = directory_times {
+            self.directory_times.insert(name.relative(), (name, times));
         }
         Ok(())
+    }
+
+    /// Drops the recorded times of `path` and the directories below it,
+    /// which a later entry removed.
+    fn forget_directory_times(&mut self, path: &Path) {
+        self.directory_times
+            .retain(|recorded, _| !recorded.starts_with(path));
     }
 
     /// Applies an entry that names the layer root itself, like `./`.

@@ -17,7 +17,8 @@ pub(crate) struct EntryName {
 }
 
 impl EntryName {
-    /// The normalised path relative to the layer root, `.` for the root.
+    /// Returns the normalised path relative to the layer root, `.` for the
+    /// root.
     pub fn relative(&self) -> PathBuf {
         match &self.file {
             Some(file) => self.parent.join(file),

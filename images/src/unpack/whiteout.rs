@@ -15,7 +15,7 @@ const PREFIX: &[u8] = b".wh.";
 const META_PREFIX: &[u8] = b".wh..wh.";
 const OPAQUE: &[u8] = b".wh..wh..opq";
 
-/// What a final name component means as a whiteout.
+/// Meaning of a final name component as a whiteout.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Whiteout<'a> {
     /// Not a whiteout: an ordinary entry.

@@ -307,3 +307,46 @@ fn unpack_root_entry_metadata() {
     assert_eq!(meta.mode() & 0o7777, 0o750);
     assert_eq!(meta.mtime(), 7_000);
 }
+
+#[test]
+fn unpack_removed_dir_times_dropped() {
+    let sandbox = Sandbox::new();
+    let tar = Layer::new()
+        .entry(
+            EntryType::Directory,
+            "gone",
+            None,
+            b"",
+            0o755,
+            (0, 0),
+            1_000,
+        )
+        .entry(
+            EntryType::Directory,
+            "gone/sub",
+            None,
+            b"",
+            0o755,
+            (0, 0),
+            1_000,
+        )
+        .file(".wh.gone", b"")
+        .entry(
+            EntryType::Directory,
+            "file",
+            None,
+            b"",
+            0o755,
+            (0, 0),
+            1_000,
+        )
+        .entry(EntryType::Regular, "file", None, b"f", 0o644, (0, 0), 9_000)
+        .finish();
+    sandbox.unpack(&tar).unwrap();
+    let dest = sandbox.dest();
+    let gone = fs::symlink_metadata(dest.join("gone")).unwrap();
+    assert!(gone.file_type().is_char_device());
+    let file = fs::metadata(dest.join("file")).unwrap();
+    assert!(file.is_file());
+    assert_eq!(file.mtime(), 9_000);
+}
