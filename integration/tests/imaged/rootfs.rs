@@ -138,7 +138,7 @@ fn pulled_debian_equals_umoci() {
     let registry = Registry::start();
     let work = imaged.dir.path();
     let layout = work.join("debian-layout");
-    layout_from_rootfs(debian_rootfs(), &layout, "bookworm", &[]);
+    layout_from_rootfs(debian_rootfs(), &layout, "bookworm", &["--config.cmd=bash"]);
     let expected = umoci_unpack(&layout, "bookworm", work, "umoci-debian");
 
     check_pulled(
