@@ -1,6 +1,7 @@
 //! hullctl: pulls, pushes, lists and inspects images through hull-imaged,
 //! starting the daemon when its socket is absent.
 
+mod bundle;
 mod commands;
 mod daemon;
 mod format;
@@ -151,10 +152,56 @@ enum Command {
         #[arg(short, long)]
         quiet: bool,
     },
+    /// Make and remove runtime bundles whose rootfs is a stored image.
+    Bundle {
+        #[command(subcommand)]
+        command: BundleCommand,
+    },
     /// Remove blobs and snapshots that no image uses.
     Gc,
     /// Verify stored blobs and metadata.
     Check,
+}
+
+#[derive(Subcommand, Debug)]
+enum BundleCommand {
+    /// Mount IMAGE's layers at DIR/rootfs with a new writable layer and
+    /// write DIR/config.json from the image config, for `hull run`.
+    Create {
+        /// Container id that the rootfs is prepared for [default: the base
+        /// name of DIR].
+        #[arg(long)]
+        id: Option<String>,
+        /// Entrypoint element (repeatable) that replaces the image's
+        /// entrypoint; a single empty value clears it.
+        #[arg(long, value_name = "ARG", allow_hyphen_values = true)]
+        entrypoint: Vec<String>,
+        /// Environment variable KEY=VALUE added to the image's (repeatable).
+        #[arg(short, long = "env", value_name = "KEY=VALUE")]
+        env: Vec<String>,
+        /// User as uid, uid:gid, name or name:group; replaces the image's.
+        #[arg(short, long)]
+        user: Option<String>,
+        /// Absolute working directory; replaces the image's.
+        #[arg(short, long)]
+        workdir: Option<String>,
+        /// Give the process a terminal.
+        #[arg(short = 't', long = "tty")]
+        terminal: bool,
+        /// Name or id of a stored image.
+        image: String,
+        /// Bundle directory to create; it must be absent or empty.
+        dir: PathBuf,
+        /// Command and arguments that replace the image's Cmd.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        command: Vec<String>,
+    },
+    /// Unmount DIR/rootfs, release its writable layer and remove DIR.
+    #[command(alias = "remove")]
+    Rm {
+        #[arg(required = true)]
+        dirs: Vec<PathBuf>,
+    },
 }
 
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
@@ -213,6 +260,9 @@ async fn dispatch(
     channel: tonic::transport::Channel,
     command: Command,
 ) -> anyhow::Result<ExitCode> {
+    if let Command::Bundle { command } = command {
+        return dispatch_bundle(channel, command).await;
+    }
     let client = commands::Client::new(channel);
     match command {
         Command::Pull {
@@ -253,6 +303,47 @@ async fn dispatch(
         Command::Check => client.check().await,
         Command::Login { .. } | Command::Logout { .. } => {
             unreachable!("login and logout do not use the daemon")
+        }
+        Command::Bundle { .. } => unreachable!("bundle commands are dispatched above"),
+    }
+}
+
+async fn dispatch_bundle(
+    channel: tonic::transport::Channel,
+    command: BundleCommand,
+) -> anyhow::Result<ExitCode> {
+    match command {
+        BundleCommand::Create {
+            id,
+            entrypoint,
+            env,
+            user,
+            workdir,
+            terminal,
+            image,
+            dir,
+            command,
+        } => {
+            let options = bundle::CreateOptions {
+                id,
+                entrypoint: (!entrypoint.is_empty()).then_some(entrypoint),
+                env,
+                user,
+                workdir,
+                terminal,
+                args: command,
+            };
+            bundle::create(channel, &image, &dir, options).await
+        }
+        BundleCommand::Rm { dirs } => {
+            let mut code = ExitCode::SUCCESS;
+            for dir in &dirs {
+                if let Err(err) = bundle::remove(channel.clone(), dir).await {
+                    eprintln!("hullctl: {err:#}");
+                    code = ExitCode::FAILURE;
+                }
+            }
+            Ok(code)
         }
     }
 }

@@ -11,6 +11,8 @@ pub mod callers;
 pub mod compare;
 pub mod fixtures;
 pub mod host;
+pub mod image;
+pub mod layout;
 pub mod output;
 pub mod pty;
 pub mod registry;

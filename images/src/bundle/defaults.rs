@@ -37,13 +37,24 @@ pub const READONLY_PATHS: [&str; 5] = [
     "/proc/sysrq-trigger",
 ];
 
-/// Default soft and hard `RLIMIT_NOFILE`: the kernel's default
-/// `fs.nr_open`, the largest value setrlimit accepts unless that sysctl is
-/// raised.
-///
-/// NOTE: the runtime's caller needs a hard limit at least this high, because
-/// hull rejects a higher container limit and runc 1.1.5 fails with EPERM.
+/// Upper bound of the default soft and hard `RLIMIT_NOFILE`: the kernel's
+/// default `fs.nr_open`, the largest value setrlimit accepts unless that
+/// sysctl is raised.
 pub const NOFILE_LIMIT: u64 = 1_048_576;
+
+/// Returns the default `RLIMIT_NOFILE` of a container: [`NOFILE_LIMIT`], or
+/// the calling process's hard limit when that is lower.
+///
+/// A runtime started by this process inherits that hard limit and cannot
+/// raise it without CAP_SYS_RESOURCE: hull rejects a higher container limit
+/// and runc 1.1.5 fails with EPERM. When getrlimit fails, the result is
+/// [`NOFILE_LIMIT`].
+pub fn default_nofile_limit() -> u64 {
+    match rustix::process::getrlimit(rustix::process::Resource::Nofile).maximum {
+        Some(hard) => hard.min(NOFILE_LIMIT),
+        None => NOFILE_LIMIT,
+    }
+}
 
 fn mount(
     destination: &str,

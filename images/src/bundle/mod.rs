@@ -26,7 +26,7 @@ use oci_spec::runtime::{
 use oci_spec::OciSpecError;
 
 pub use capabilities::{ALL_CAPABILITIES, DEFAULT_CAPABILITIES};
-pub use defaults::{MASKED_PATHS, NOFILE_LIMIT, READONLY_PATHS};
+pub use defaults::{default_nofile_limit, MASKED_PATHS, NOFILE_LIMIT, READONLY_PATHS};
 pub use options::{BindMount, BundleOptions, NetworkMode, DEFAULT_HOSTNAME};
 pub use process::DEFAULT_PATH;
 pub use seccomp::{default_seccomp, profile_for as seccomp_profile_for};

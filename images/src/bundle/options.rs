@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::path::{Component, Path, PathBuf};
 
-use super::defaults::NOFILE_LIMIT;
+use super::defaults::default_nofile_limit;
 use super::BundleError;
 
 /// Hostname used when [`BundleOptions::hostname`] is unset.
@@ -85,8 +85,9 @@ pub struct BundleOptions {
     pub cpu_period: Option<u64>,
     /// Maximum number of processes and threads.
     pub pids_limit: Option<i64>,
-    /// Soft and hard `RLIMIT_NOFILE` of the process; [`NOFILE_LIMIT`] by
-    /// default. The runtime's caller needs a hard limit at least this high.
+    /// Soft and hard `RLIMIT_NOFILE` of the process. The default is
+    /// [`super::NOFILE_LIMIT`] capped at this process's hard limit, because
+    /// the runtime's caller needs a hard limit at least this high.
     pub nofile_limit: u64,
     /// Annotations added to the spec; they replace image-derived ones of the
     /// same key.
@@ -117,7 +118,7 @@ impl Default for BundleOptions {
             cpu_quota: None,
             cpu_period: None,
             pids_limit: None,
-            nofile_limit: NOFILE_LIMIT,
+            nofile_limit: default_nofile_limit(),
             annotations: HashMap::new(),
             root_path: None,
         }

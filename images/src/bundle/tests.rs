@@ -178,8 +178,12 @@ fn security_defaults() {
     let rlimits = process.rlimits().as_ref().unwrap();
     assert_eq!(rlimits.len(), 1);
     assert_eq!(rlimits[0].typ(), PosixRlimitType::RlimitNofile);
-    assert_eq!(rlimits[0].soft(), 1_048_576);
-    assert_eq!(rlimits[0].hard(), 1_048_576);
+    let hard = rustix::process::getrlimit(rustix::process::Resource::Nofile)
+        .maximum
+        .unwrap_or(u64::MAX);
+    let expected = hard.min(1_048_576);
+    assert_eq!(rlimits[0].soft(), expected);
+    assert_eq!(rlimits[0].hard(), expected);
 
     let linux = spec.linux().as_ref().unwrap();
     let masked = linux.masked_paths().as_ref().unwrap();
@@ -384,4 +388,16 @@ fn linux_section_has_only_expected_keys() {
             "seccomp"
         ]
     );
+}
+
+#[test]
+fn nofile_default_capped_by_hard_limit() {
+    let hard = rustix::process::getrlimit(rustix::process::Resource::Nofile).maximum;
+    let limit = default_nofile_limit();
+    assert!(limit <= NOFILE_LIMIT);
+    assert!(limit > 0);
+    if let Some(hard) = hard {
+        assert!(limit <= hard, "limit {limit} above hard limit {hard}");
+    }
+    assert_eq!(BundleOptions::default().nofile_limit, limit);
 }

@@ -1,29 +1,16 @@
 //! An OCI image made with umoci from a copy of the busybox fixture with an
 //! extra user, its unpacked rootfs, and runs of bundles generated for it.
 
-use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use hull_images::bundle::{self, BundleOptions};
+use hull_integration::image::app_image_layout;
 use hull_integration::output::Output;
-use hull_integration::registry::{layout_from_rootfs, umoci};
-use hull_integration::{fixtures, host, unique_id, Runtime};
-use nix::sys::resource::{getrlimit, Resource};
+use hull_integration::registry::umoci;
+use hull_integration::{host, unique_id, Runtime};
 use oci_spec::image::{ImageConfiguration, ImageIndex, ImageManifest};
 use oci_spec::runtime::Spec;
 use tempfile::TempDir;
-
-/// The user the image config names, added to the image's passwd file.
-pub const USER_LINE: &str = "app:x:2000:2000:app user:/home/app:/bin/sh";
-/// Groups added to the image: the user's primary group and one that lists
-/// the user as a member.
-pub const GROUP_LINES: &str = "app:x:2000:\ndevs:x:3000:app\n";
-
-/// The image's `Cmd`: a script for the `sh -c` entrypoint, then `$0` and
-/// `$1`. It prints one `key=value` line per fact the tests check.
-pub const IMAGE_SCRIPT: &str = "echo uid=$(id -u) gid=$(id -g) groups=$(id -G); \
-    echo pwd=$(pwd); echo nofile=$(ulimit -n); env | sort | sed 's/^/env:/'; echo args=\"$0|$1\"";
 
 /// An image with Entrypoint, Cmd, Env, WorkingDir and a named User, its
 /// unpacked rootfs, and the hull and runc helpers that run its bundles.
@@ -44,30 +31,7 @@ impl Fixture {
             .prefix("hull-bundle-image-")
             .tempdir()
             .expect("create a work directory");
-        let source = work.path().join("source");
-        copy_tree(fixtures::busybox_rootfs(), &source);
-        append(&source.join("etc/passwd"), &format!("{USER_LINE}\n"));
-        append(&source.join("etc/group"), GROUP_LINES);
-        fs::create_dir_all(source.join("home/app")).unwrap();
-        fs::create_dir_all(source.join("srv/work")).unwrap();
-        std::os::unix::fs::chown(source.join("home/app"), Some(2000), Some(2000)).unwrap();
-
-        let layout = work.path().join("layout");
-        let configure = [
-            "--config.entrypoint=/bin/sh",
-            "--config.entrypoint=-c",
-            &format!("--config.cmd={IMAGE_SCRIPT}"),
-            "--config.cmd=zero",
-            "--config.cmd=one two",
-            "--config.env=PATH=/usr/sbin:/usr/bin:/sbin:/bin",
-            "--config.env=IMAGE_VAR=from-image",
-            "--config.workingdir=/srv/work",
-            "--config.user=app",
-            "--config.exposedports=8080/tcp",
-            "--config.volume=/data",
-            "--config.stopsignal=SIGQUIT",
-        ];
-        layout_from_rootfs(&source, &layout, "test", &configure);
+        let layout = app_image_layout(work.path(), "test");
 
         let unpacked = work.path().join("unpacked");
         let image = format!("{}:test", layout.display());
@@ -131,34 +95,10 @@ pub fn run_rootfs(config: &ImageConfiguration, rootfs: &Path, opts: &BundleOptio
     output
 }
 
-/// Returns the default options with `nofile_limit` lowered to this
-/// process's hard limit. hull rejects and runc 1.1.5 fails on a container
-/// limit above the caller's, and test hosts may lack CAP_SYS_RESOURCE to
-/// raise theirs to [`bundle::NOFILE_LIMIT`].
+/// Returns the default options. Their `nofile_limit` is capped at this
+/// process's hard limit, which hull and runc 1.1.5 need.
 pub fn options() -> BundleOptions {
-    let (_, hard) = getrlimit(Resource::RLIMIT_NOFILE).expect("getrlimit(RLIMIT_NOFILE)");
-    BundleOptions {
-        nofile_limit: hard.min(bundle::NOFILE_LIMIT),
-        ..Default::default()
-    }
-}
-
-fn copy_tree(from: &Path, to: &Path) {
-    let status = Command::new("cp")
-        .arg("-a")
-        .arg(from)
-        .arg(to)
-        .status()
-        .expect("run cp");
-    assert!(status.success(), "cp -a {} failed", from.display());
-}
-
-/// Appends `text`, replacing the file so that hard links stay untouched.
-fn append(path: &Path, text: &str) {
-    let mut content = fs::read_to_string(path).unwrap();
-    content.push_str(text);
-    fs::remove_file(path).unwrap();
-    fs::write(path, content).unwrap();
+    BundleOptions::default()
 }
 
 /// Reads the config of the only image in the OCI layout at `layout`.

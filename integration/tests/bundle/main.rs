@@ -86,7 +86,7 @@ fn overrides_honoured() {
     let fixture = Fixture::new();
     let opts = BundleOptions {
         args_override: vec![
-            fixture::IMAGE_SCRIPT.to_owned(),
+            hull_integration::image::IMAGE_SCRIPT.to_owned(),
             "first".to_owned(),
             "second".to_owned(),
         ],

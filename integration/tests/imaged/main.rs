@@ -1,10 +1,14 @@
 //! hull-imaged and hullctl end to end: a private daemon per test against
 //! a docker-registry on loopback that contains the busybox fixture.
 
+mod bundles;
 mod crash;
 mod cri;
 mod fixture;
 mod grpc;
+mod merged;
+mod rootfs;
+mod run;
 
 use hull_integration::registry::Registry;
 use hull_integration::{require_root, require_tools};

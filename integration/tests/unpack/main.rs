@@ -2,7 +2,6 @@
 //! `hull_images::snapshot`: overlay semantics of whiteouts, and the same
 //! root filesystem as `umoci unpack` for the busybox and Debian fixtures.
 
-mod layout;
 mod merged;
 mod versus_umoci;
 

@@ -7,11 +7,11 @@ use std::time::{Duration, Instant};
 
 use hull_images::unpack::{unpack_layer, Compression};
 use hull_integration::fixtures::{busybox_rootfs, debian_rootfs};
+use hull_integration::layout::{self, TAR, TAR_ZSTD};
 use hull_integration::registry::{layout_from_rootfs, umoci};
 use hull_integration::tree::{assert_same_tree, Ignore};
 use hull_integration::{require_root, require_tools};
 
-use crate::layout::{self, TAR, TAR_ZSTD};
 use crate::Scratch;
 
 /// Returns what the comparison with umoci leaves out: `security.*`

@@ -1,5 +1,6 @@
-//! Reading an OCI image layout's layers, and rewriting them with another
-//! compression (umoci 0.4.7 writes only gzip layers).
+//! Reading the layers of an OCI image layout, and rewriting them with
+//! another compression (umoci 0.4.7 writes only gzip layers, and skopeo 1.9
+//! keeps a compressed layer as it is).
 
 use std::fs;
 use std::io::Read;
@@ -57,7 +58,7 @@ pub fn layers(layout: &Path) -> Vec<Layer> {
 }
 
 /// Returns the uncompressed tar of `layer`.
-fn uncompressed(layer: &Layer) -> Vec<u8> {
+pub fn uncompressed(layer: &Layer) -> Vec<u8> {
     let blob = fs::File::open(&layer.blob).unwrap();
     let mut tar = Vec::new();
     if layer.media_type.ends_with("gzip") {
