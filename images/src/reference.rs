@@ -36,18 +36,18 @@ pub struct Reference {
 }
 
 impl Reference {
-    /// A reference to `repository` on `registry` by tag.
+    /// Returns a reference to `repository` on `registry` by tag.
     pub fn with_tag(registry: &str, repository: &str, tag: &str) -> Result<Self, ReferenceError> {
         format!("{registry}/{repository}:{tag}").parse()
     }
 
-    /// The registry as written (`docker.io`, `127.0.0.1:5000`).
+    /// Returns the registry as written (`docker.io`, `127.0.0.1:5000`).
     pub fn registry(&self) -> &str {
         &self.registry
     }
 
-    /// The host and port to send API requests to: `docker.io` is served by
-    /// `registry-1.docker.io`.
+    /// Returns the host and port that serve the registry's API:
+    /// `registry-1.docker.io` for `docker.io`.
     pub fn api_host(&self) -> &str {
         if self.registry == DEFAULT_REGISTRY {
             DEFAULT_REGISTRY_HOST
@@ -56,7 +56,7 @@ impl Reference {
         }
     }
 
-    /// The repository path (`library/debian`).
+    /// Returns the repository path (`library/debian`).
     pub fn repository(&self) -> &str {
         &self.repository
     }
@@ -69,8 +69,8 @@ impl Reference {
         self.digest.as_ref()
     }
 
-    /// What to ask the registry's manifest endpoint for: the digest when
-    /// there is one, else the tag.
+    /// Returns the reference for the registry's manifest endpoint: the
+    /// digest when there is one, else the tag.
     pub fn manifest_reference(&self) -> String {
         match (&self.digest, &self.tag) {
             (Some(digest), _) => digest.to_string(),
@@ -79,12 +79,13 @@ impl Reference {
         }
     }
 
-    /// The same repository with another tag and no digest.
+    /// Returns the same repository with another tag and no digest.
     pub fn retag(&self, tag: &str) -> Result<Self, ReferenceError> {
         Self::with_tag(&self.registry, &self.repository, tag)
     }
 
-    /// The same repository pinned to `digest`, keeping the tag for display.
+    /// Returns the same repository pinned to `digest`, keeping the tag for
+    /// display.
     pub fn pin(&self, digest: Digest) -> Self {
         Self {
             digest: Some(digest),
@@ -97,7 +98,7 @@ impl Reference {
         format!("{}/{}", self.registry, self.repository)
     }
 
-    /// The short form people type: `docker.io/library/` is left out.
+    /// Returns the short form people type, without `docker.io/library/`.
     pub fn familiar(&self) -> String {
         let name = if self.registry == DEFAULT_REGISTRY {
             self.repository

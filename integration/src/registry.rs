@@ -22,7 +22,7 @@ impl Registry {
         Self::spawn(None)
     }
 
-    /// Starts a registry that asks for basic auth with one user, checked
+    /// Starts a registry that requires basic auth for one user, checked
     /// against an htpasswd file of bcrypt hashes made by `htpasswd -B`.
     pub fn start_with_user(user: &str, password: &str) -> Self {
         let output = Command::new("htpasswd")
