@@ -93,6 +93,9 @@ mod tests {
         sync_dir(dir.path()).unwrap();
         let missing = dir.path().join("missing");
         let err = sync_dir(&missing).unwrap_err();
-        assert!(err.to_string().contains(&missing.display().to_string()), "{err}");
+        assert!(
+            err.to_string().contains(&missing.display().to_string()),
+            "{err}"
+        );
     }
 }
