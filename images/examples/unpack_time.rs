@@ -32,6 +32,9 @@ fn main() {
     let rounds: u32 = args
         .get(4)
         .map_or(1, |r| r.parse().expect("ROUNDS is a number"));
+    let workers: usize = args
+        .get(5)
+        .map_or(DEFAULT_WORKERS, |w| w.parse().expect("WORKERS is a number"));
 
     for round in 0..rounds {
         let dest = base.join(format!("round-{round}"));
