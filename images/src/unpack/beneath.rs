@@ -8,6 +8,7 @@ use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use rustix::fs::{AtFlags, Mode, OFlags, ResolveFlags};
 use rustix::io::Errno;
@@ -29,10 +30,11 @@ fn resolve_flags() -> ResolveFlags {
 }
 
 /// The open destination directory, with the most recently used parent
-/// directory kept open because tar entries come grouped by directory.
+/// directory kept open because tar entries come grouped by directory. The
+/// cached descriptor is shared with the jobs that create entries in it.
 pub(crate) struct Root {
     fd: OwnedFd,
-    cached: Option<(PathBuf, OwnedFd)>,
+    cached: Option<(PathBuf, Arc<OwnedFd>)>,
 }
 
 impl Root {
@@ -73,6 +75,29 @@ impl Root {
         if parent.as_os_str().is_empty() {
             return Ok(self.fd.as_fd());
         }
+        self.cache_parent(parent, entry)?;
+        Ok(self.cached.as_ref().map(|(_, fd)| fd.as_fd()).unwrap())
+    }
+
+    /// Like [`Root::parent`], returning a descriptor that outlives the next
+    /// lookup. The root itself is returned as a duplicate descriptor.
+    pub fn shared_parent(
+        &mut self,
+        parent: &Path,
+        entry: &str,
+    ) -> Result<Arc<OwnedFd>, UnpackError> {
+        if parent.as_os_str().is_empty() {
+            let hit = matches!(&self.cached, Some((path, _)) if path.as_os_str().is_empty());
+            if !hit {
+                self.cached = Some((PathBuf::new(), Arc::new(self.lookup(parent, entry)?)));
+            }
+        } else {
+            self.cache_parent(parent, entry)?;
+        }
+        Ok(Arc::clone(&self.cached.as_ref().unwrap().1))
+    }
+
+    fn cache_parent(&mut self, parent: &Path, entry: &str) -> Result<(), UnpackError> {
         let hit = matches!(&self.cached, Some((path, _)) if path == parent);
         if !hit {
             let fd = match open_beneath(self.fd.as_fd(), parent) {
@@ -80,9 +105,9 @@ impl Root {
                 Err(Errno::NOENT) => self.create_parents(parent, entry)?,
                 Err(errno) => return Err(lookup_error(entry, parent, errno)),
             };
-            self.cached = Some((parent.to_owned(), fd));
+            self.cached = Some((parent.to_owned(), Arc::new(fd)));
         }
-        Ok(self.cached.as_ref().map(|(_, fd)| fd.as_fd()).unwrap())
+        Ok(())
     }
 
     /// Opens the existing directory `dir` (relative to the root) without

@@ -3,6 +3,7 @@
 //! a directory over a directory keeps the old one and its children.
 
 use std::ffi::OsStr;
+use std::fs::File;
 use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, BorrowedFd};
 
@@ -43,14 +44,7 @@ pub(crate) fn regular_file(
     buffer: &mut [u8],
     display: &str,
 ) -> Result<Replaced, UnpackError> {
-    let flags = OFlags::CREATE | OFlags::EXCL | OFlags::WRONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-    let mode = Mode::from_raw_mode(0o600);
-    let mut opened = None;
-    let replaced = create_replacing(dir, name, display, || {
-        opened = Some(rustix::fs::openat(dir, name, flags, mode)?);
-        Ok(())
-    })?;
-    let mut file = std::fs::File::from(opened.expect("created file is open"));
+    let (mut file, replaced) = open_new_file(dir, name, display)?;
     loop {
         let n = match data.read(buffer) {
             Ok(0) => break,
@@ -61,10 +55,38 @@ pub(crate) fn regular_file(
         file.write_all(&buffer[..n])
             .map_err(|e| UnpackError::entry(display, "write", e))?;
     }
-    metadata::apply_fd(file.as_fd(), metadata, display)?;
-    rustix::fs::futimens(&file, &metadata.times())
-        .map_err(|e| UnpackError::entry(display, "set the times of", e))?;
+    finish_file(&file, metadata, display)?;
     Ok(replaced)
+}
+
+/// Creates the empty regular file `name` in `dir`, open for writing, and
+/// returns whether an earlier entry was replaced.
+pub(crate) fn open_new_file(
+    dir: BorrowedFd<'_>,
+    name: &OsStr,
+    display: &str,
+) -> Result<(File, Replaced), UnpackError> {
+    let flags = OFlags::CREATE | OFlags::EXCL | OFlags::WRONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    let mode = Mode::from_raw_mode(0o600);
+    let mut opened = None;
+    let replaced = create_replacing(dir, name, display, || {
+        opened = Some(rustix::fs::openat(dir, name, flags, mode)?);
+        Ok(())
+    })?;
+    let file = File::from(opened.expect("created file is open"));
+    Ok((file, replaced))
+}
+
+/// Applies the metadata and times of a regular file once its data is
+/// written.
+pub(crate) fn finish_file(
+    file: &File,
+    metadata: &Metadata,
+    display: &str,
+) -> Result<(), UnpackError> {
+    metadata::apply_fd(file.as_fd(), metadata, display)?;
+    rustix::fs::futimens(file, &metadata.times())
+        .map_err(|e| UnpackError::entry(display, "set the times of", e))
 }
 
 /// Creates a directory, or keeps an existing one, and applies owner, mode

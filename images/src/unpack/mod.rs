@@ -7,6 +7,14 @@
 //! would escape (absolute name, `..` above the root, a symbolic link as
 //! parent, a hard link to outside) rejects the whole layer. Whiteouts
 //! become overlayfs whiteouts.
+//!
+//! One thread reads the stream and applies directories, whiteouts, links
+//! and devices itself. It hands regular files of up to
+//! [`MAX_QUEUED_FILE`] bytes and symbolic links to a pool of worker
+//! threads, because creating files dominates the time of an unpack. The
+//! result is the same as applying every entry in tar order: an entry whose
+//! name an earlier entry used, an entry below a name still queued, and a
+//! hard link all wait until the workers are idle.
 
 mod beneath;
 mod compression;
@@ -15,16 +23,17 @@ mod digest;
 mod error;
 mod metadata;
 mod name;
+mod pool;
 mod whiteout;
 
 #[cfg(test)]
 mod tests;
 
-use std::collections::HashMap;
-use std::ffi::OsStr;
+use std::collections::{HashMap, HashSet};
+use std::ffi::{OsStr, OsString};
 use std::io::{self, BufReader, Read};
 use std::os::fd::AsFd;
-use std::os::unix::ffi::OsStrExt;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
 
 use oci_spec::image::Digest;
@@ -37,10 +46,22 @@ use digest::HashingReader;
 pub use error::UnpackError;
 use metadata::Metadata;
 use name::EntryName;
+use pool::{Job, Pool, Shared};
 use whiteout::Whiteout;
 
 /// Buffer size for reading the compressed stream and for copying file data.
 const BUFFER_SIZE: usize = 1 << 20;
+
+/// Largest regular file handed to a worker, in bytes. Larger files are
+/// streamed to disk by the reading thread, so that no file is held in
+/// memory whole.
+pub const MAX_QUEUED_FILE: u64 = 4 << 20;
+
+/// Number of worker threads [`unpack_layer`] uses.
+// NOTE: chosen from the unpack_time example on the Debian fixture layer
+// (ext4, 2 CPUs): 2, 4 and 8 workers took 3.3 to 4.1 s against 4.8 to
+// 5.5 s with none. Other file systems and CPU counts may favour others.
+pub const DEFAULT_WORKERS: usize = 4;
 
 /// The result of unpacking one layer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -67,6 +88,17 @@ pub fn unpack_layer(
     compression: Compression,
     dest: &Path,
 ) -> Result<UnpackStats, UnpackError> {
+    unpack_layer_with_workers(reader, compression, dest, DEFAULT_WORKERS)
+}
+
+/// Like [`unpack_layer`] with `workers` threads creating files. With 0
+/// workers every entry is applied on the calling thread.
+pub fn unpack_layer_with_workers(
+    reader: impl Read,
+    compression: Compression,
+    dest: &Path,
+    workers: usize,
+) -> Result<UnpackStats, UnpackError> {
     let mut root = Root::open(dest)?;
     let buffered = BufReader::with_capacity(BUFFER_SIZE, reader);
     let decoder = compression.decoder(buffered).map_err(UnpackError::Read)?;
@@ -77,12 +109,22 @@ pub fn unpack_layer(
         buffer: vec![0; BUFFER_SIZE],
         directory_times: HashMap::new(),
         files: 0,
+        created: HashSet::new(),
+        queued: HashSet::new(),
     };
-    for entry in archive.entries().map_err(UnpackError::Read)? {
-        let mut entry = entry.map_err(UnpackError::Read)?;
-        unpacker.apply(&mut root, &mut entry)?;
-        unpacker.files += 1;
+    let (shared, sender) = Shared::new();
+    let applied = std::thread::scope(|scope| {
+        let pool = Pool::start(scope, &shared, sender, workers);
+        unpacker.apply_all(&mut root, &mut archive, &pool)
+        // Dropping the pool lets the workers end once their jobs are done,
+        // and the scope waits for them.
+    });
+    // A worker's error comes from an entry before the one the reading
+    // thread stopped at, so it is the one that applying in order meets.
+    if let Some(error) = shared.take_error() {
+        return Err(error);
     }
+    applied?;
     unpacker.set_directory_times(&mut root)?;
 
     // tar stops at the first zero block; the digest covers the rest too.
@@ -105,13 +147,73 @@ struct Unpacker {
     /// exist because creating a child changes its parent's mtime.
     directory_times: HashMap<PathBuf, (EntryName, Timestamps)>,
     files: u64,
+    /// Every name an entry created or removed, with all its ancestors.
+    created: HashSet<PathBuf>,
+    /// Names handed to the workers since they were last idle.
+    queued: HashSet<PathBuf>,
 }
 
 impl Unpacker {
+    fn apply_all<R: Read>(
+        &mut self,
+        root: &mut Root,
+        archive: &mut tar::Archive<R>,
+        pool: &Pool<'_>,
+    ) -> Result<(), UnpackError> {
+        for entry in archive.entries().map_err(UnpackError::Read)? {
+            let mut entry = entry.map_err(UnpackError::Read)?;
+            self.apply(root, &mut entry, pool)?;
+            self.files += 1;
+        }
+        Ok(())
+    }
+
+    /// Records `path` and its ancestors as used and returns whether `path`
+    /// was used before.
+    fn claim(&mut self, path: &Path) -> bool {
+        if !self.created.insert(path.to_owned()) {
+            return true;
+        }
+        for ancestor in path.ancestors().skip(1) {
+            if ancestor.as_os_str().is_empty() || !self.created.insert(ancestor.to_owned()) {
+                break;
+            }
+        }
+        false
+    }
+
+    /// Waits until the workers have created every queued entry.
+    fn wait_idle(&mut self, pool: &Pool<'_>) -> Result<(), UnpackError> {
+        pool.wait_idle()?;
+        self.queued.clear();
+        Ok(())
+    }
+
+    /// Waits for the workers if `parent` or one of its ancestors is still
+    /// queued, so that the lookup of `parent` sees what is really there.
+    fn wait_for_queued_parent(
+        &mut self,
+        parent: &Path,
+        pool: &Pool<'_>,
+    ) -> Result<(), UnpackError> {
+        if self.queued.is_empty() {
+            return Ok(());
+        }
+        let queued = parent
+            .ancestors()
+            .take_while(|ancestor| !ancestor.as_os_str().is_empty())
+            .any(|ancestor| self.queued.contains(ancestor));
+        if queued {
+            self.wait_idle(pool)?;
+        }
+        Ok(())
+    }
+
     fn apply<R: Read>(
         &mut self,
         root: &mut Root,
         entry: &mut tar::Entry<'_, R>,
+        pool: &Pool<'_>,
     ) -> Result<(), UnpackError> {
         let raw_name = entry.path_bytes().into_owned();
         let display = String::from_utf8_lossy(&raw_name).into_owned();
@@ -120,6 +222,7 @@ impl Unpacker {
         let Some(file) = name.file.clone() else {
             return self.apply_root(root, entry, entry_type, &display);
         };
+        self.wait_for_queued_parent(&name.parent, pool)?;
 
         match whiteout::classify(&file, &display)? {
             Whiteout::Regular => {}
@@ -129,6 +232,9 @@ impl Unpacker {
                 return whiteout::mark_opaque(dir, &display);
             }
             Whiteout::Delete(deleted) => {
+                if self.claim(&name.parent.join(deleted)) {
+                    self.wait_idle(pool)?;
+                }
                 let dir = root.parent(&name.parent, &display)?;
                 whiteout::delete(dir, deleted, &display)?;
                 root.invalidate();
@@ -138,8 +244,45 @@ impl Unpacker {
         }
 
         let metadata = Metadata::read(entry, &display)?;
+        let relative = name.relative();
+        // An entry that replaces an earlier one is applied here once the
+        // workers are idle, because replacing may remove a directory and
+        // its recorded times.
+        let reused = self.claim(&relative);
+        if reused || entry_type == EntryType::Link {
+            self.wait_idle(pool)?;
+        }
         let mut directory_times = None;
         let replaced = match entry_type {
+            EntryType::Regular | EntryType::Continuous
+                if !reused && entry.size() <= MAX_QUEUED_FILE =>
+            {
+                let dir = root.shared_parent(&name.parent, &display)?;
+                let mut data = Vec::with_capacity(entry.size() as usize);
+                entry.read_to_end(&mut data).map_err(UnpackError::Read)?;
+                pool.submit(Job::File {
+                    dir,
+                    name: file,
+                    display,
+                    metadata,
+                    data,
+                })?;
+                self.queued.insert(relative);
+                return Ok(());
+            }
+            EntryType::Symlink if !reused => {
+                let target = link_name(entry, &display)?;
+                let dir = root.shared_parent(&name.parent, &display)?;
+                pool.submit(Job::Symlink {
+                    dir,
+                    name: file,
+                    display,
+                    metadata,
+                    target: OsString::from_vec(target),
+                })?;
+                self.queued.insert(relative);
+                return Ok(());
+            }
             EntryType::Regular | EntryType::Continuous | EntryType::GNUSparse => {
                 let dir = root.parent(&name.parent, &display)?;
                 create::regular_file(dir, &file, entry, &metadata, &mut self.buffer, &display)?
@@ -169,10 +312,10 @@ impl Unpacker {
         };
         if replaced {
             root.invalidate();
-            self.forget_directory_times(&name.relative());
+            self.forget_directory_times(&relative);
         }
         if let Some(times) = directory_times {
-            self.directory_times.insert(name.relative(), (name, times));
+            self.directory_times.insert(relative, (name, times));
         }
         Ok(())
     }

@@ -4,6 +4,7 @@
 mod compression;
 mod escape;
 mod kinds;
+mod parallel;
 mod whiteouts;
 
 use std::collections::BTreeMap;
@@ -14,7 +15,7 @@ use std::path::{Path, PathBuf};
 use tar::{EntryType, Header};
 use tempfile::TempDir;
 
-use super::{unpack_layer, Compression, UnpackError, UnpackStats};
+use super::{unpack_layer, unpack_layer_with_workers, Compression, UnpackError, UnpackStats};
 
 /// A temp dir holding the empty destination `dest` and a sibling
 /// `outside` with one file, to check that nothing lands outside `dest`.
@@ -51,6 +52,14 @@ impl Sandbox {
 
     pub fn unpack(&self, tar: &[u8]) -> Result<UnpackStats, UnpackError> {
         unpack_layer(tar, Compression::None, &self.dest())
+    }
+
+    pub fn unpack_with_workers(
+        &self,
+        tar: &[u8],
+        workers: usize,
+    ) -> Result<UnpackStats, UnpackError> {
+        unpack_layer_with_workers(tar, Compression::None, &self.dest(), workers)
     }
 
     /// Unpacks `tar`, expects the layer to be rejected with a message that
