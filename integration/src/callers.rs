@@ -265,6 +265,15 @@ impl Drop for Containerd {
         unmount_under(self.dir.path());
         remove_dir_with_retries(self.dir.path());
         crate::host::remove_empty_cgroups(&self.namespace);
+        // The shims keep each namespace's runtime state below
+        // /run/containerd/<binary>/<namespace>, which outlives containerd.
+        for binary in ["runc", "hull"] {
+            let _ = fs::remove_dir(
+                Path::new("/run/containerd")
+                    .join(binary)
+                    .join(&self.namespace),
+            );
+        }
     }
 }
 
