@@ -6,6 +6,8 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{anyhow, bail, Context};
+use hull_images::registry::credentials::{self, DockerConfig};
+use hull_images::Reference;
 use hull_proto::hull::images::v1 as pb;
 use pb::images_client::ImagesClient;
 use serde_json::{json, Value};
@@ -17,7 +19,23 @@ use crate::{GlobalArgs, OutputFormat, SaveFormat};
 
 /// Turns a gRPC error into the one line hullctl prints.
 fn rpc_error(status: tonic::Status) -> anyhow::Error {
+    // A daemon that died mid-call surfaces as a transport error with no
+    // useful message of its own.
+    if status.code() == tonic::Code::Unknown && status.message().contains("h2 protocol error") {
+        return anyhow!(
+            "hull-imaged closed the connection during the call: see imaged.log in its root directory, then run the command again"
+        );
+    }
     anyhow!("{}", status.message())
+}
+
+/// Returns `n` and `noun`, with an "s" unless `n` is 1.
+fn count(n: u64, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
 }
 
 fn timestamp_seconds(timestamp: Option<&prost_types::Timestamp>) -> Option<i64> {
@@ -86,13 +104,39 @@ fn absolute(path: &Path) -> anyhow::Result<PathBuf> {
 
 pub struct Client {
     images: ImagesClient<Channel>,
+    auth_file: PathBuf,
 }
 
 impl Client {
-    pub fn new(channel: Channel) -> Self {
+    pub fn new(channel: Channel, auth_file: Option<PathBuf>) -> Self {
         Self {
             images: ImagesClient::new(channel).max_decoding_message_size(64 * 1024 * 1024),
+            auth_file: auth_file.unwrap_or_else(credentials::default_path),
         }
+    }
+
+    /// Returns the credentials that hullctl's config.json holds for the
+    /// registry of `reference`. They travel with the request, as docker's
+    /// do, so a `hullctl login` reaches a daemon that started earlier or
+    /// with another config file.
+    fn auth_for(&self, reference: &str) -> anyhow::Result<Option<pb::RegistryAuth>> {
+        let Ok(reference) = reference.parse::<Reference>() else {
+            // The daemon reports the invalid reference.
+            return Ok(None);
+        };
+        let config = DockerConfig::load(&self.auth_file)
+            .with_context(|| format!("failed to read {}", self.auth_file.display()))?;
+        let credentials = config.get(reference.registry()).with_context(|| {
+            format!(
+                "failed to read the credentials for {}",
+                reference.registry()
+            )
+        })?;
+        Ok(credentials.map(|credentials| pb::RegistryAuth {
+            username: credentials.username,
+            password: credentials.password,
+            ..Default::default()
+        }))
     }
 
     pub async fn pull(
@@ -105,7 +149,7 @@ impl Client {
         let request = pb::PullRequest {
             reference: reference.to_string(),
             platform,
-            auth: None,
+            auth: self.auth_for(reference)?,
         };
         let mut stream = self
             .images
@@ -147,7 +191,7 @@ impl Client {
         let request = pb::PushRequest {
             image: image.to_string(),
             destination: destination.unwrap_or_default().to_string(),
-            auth: None,
+            auth: self.auth_for(destination.unwrap_or(image))?,
         };
         let stream = self
             .images
@@ -173,8 +217,8 @@ impl Client {
         let request = pb::CopyRequest {
             source: source.to_string(),
             destination: destination.to_string(),
-            source_auth: None,
-            destination_auth: None,
+            source_auth: self.auth_for(source)?,
+            destination_auth: self.auth_for(destination)?,
         };
         let stream = self
             .images
@@ -291,7 +335,7 @@ impl Client {
         let value = if remote {
             let request = pb::InspectRemoteRequest {
                 reference: image.to_string(),
-                auth: None,
+                auth: self.auth_for(image)?,
                 platform: None,
             };
             let response = self
@@ -386,9 +430,9 @@ impl Client {
             .map_err(rpc_error)?
             .into_inner();
         println!(
-            "Removed {} blobs and {} snapshots, freed {}",
-            report.removed_blobs,
-            report.removed_snapshots,
+            "Removed {}, {}, freed {}",
+            count(report.removed_blobs, "blob"),
+            count(report.removed_snapshots, "snapshot"),
             human_size(report.freed_bytes)
         );
         Ok(ExitCode::SUCCESS)

@@ -218,6 +218,13 @@ pub enum SaveFormat {
 }
 
 fn main() -> ExitCode {
+    // Output piped into `head` ends with EPIPE: like other command-line
+    // tools, hullctl then ends quietly instead of panicking in println!.
+    // SAFETY: setting a signal's disposition to SIG_DFL has no memory
+    // effects, and no other thread runs yet.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -251,7 +258,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Logout { registry } => commands::logout(&global, &registry).await,
         command => {
             let channel = daemon::connect_or_start(&global).await?;
-            dispatch(channel, command).await
+            dispatch(channel, command, &global).await
         }
     }
 }
@@ -259,11 +266,12 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 async fn dispatch(
     channel: tonic::transport::Channel,
     command: Command,
+    global: &GlobalArgs,
 ) -> anyhow::Result<ExitCode> {
     if let Command::Bundle { command } = command {
         return dispatch_bundle(channel, command).await;
     }
-    let client = commands::Client::new(channel);
+    let client = commands::Client::new(channel, global.auth_file.clone());
     match command {
         Command::Pull {
             reference,

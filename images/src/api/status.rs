@@ -66,7 +66,7 @@ pub fn error_chain(err: &dyn std::error::Error) -> String {
 
 pub fn image_not_found(image: &str) -> Status {
     Status::not_found(format!(
-        "image {image:?} not found: pull it first or check the name with hullctl images"
+        "image {image:?} is not stored: check the name with hullctl images, or pull it"
     ))
 }
 

@@ -140,6 +140,7 @@ pub fn export_docker_archive(
     images: &[(&ImageRecord, &str)],
     file: &Path,
 ) -> Result<(), ArchiveError> {
+    super::check_output_dir(file)?;
     let tmp = file.with_extension("tmp");
     let result = write_docker_archive(store, images, &tmp);
     if result.is_err() {

@@ -38,7 +38,7 @@ pub enum ArchiveError {
     },
     #[error("invalid archive {path}: {reason}")]
     Invalid { path: PathBuf, reason: String },
-    #[error("image {ref_name:?} in {path} has no full name: pass the name to import it under")]
+    #[error("image {ref_name:?} in {path} has no full name: give it one (hullctl load --name REFERENCE)")]
     NameRequired { path: PathBuf, ref_name: String },
     #[error("{path} contains no image to import")]
     Empty { path: PathBuf },
@@ -56,6 +56,26 @@ pub(crate) fn io_error(
 ) -> impl FnOnce(std::io::Error) -> ArchiveError {
     let path = path.to_path_buf();
     move |source| ArchiveError::Io { op, path, source }
+}
+
+/// Checks that the directory that will hold the archive `file` exists, so
+/// that the error names the path the caller gave rather than a temporary
+/// file beside it.
+pub(crate) fn check_output_dir(file: &Path) -> Result<(), ArchiveError> {
+    let parent = match file.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
+    };
+    if parent.is_dir() {
+        return Ok(());
+    }
+    Err(invalid(
+        file,
+        format!(
+            "directory {} does not exist: create it or choose another output path",
+            parent.display()
+        ),
+    ))
 }
 
 pub(crate) fn invalid(path: &Path, reason: impl ToString) -> ArchiveError {
@@ -82,9 +102,17 @@ pub fn detect(source: &Path) -> Result<Format, ArchiveError> {
     }
     let file = File::open(source).map_err(io_error("open", source))?;
     let mut archive = tar::Archive::new(file);
-    for entry in archive.entries().map_err(io_error("read", source))? {
-        let entry = entry.map_err(io_error("read", source))?;
-        let path = entry.path().map_err(io_error("read", source))?;
+    // The tar reader's own messages quote raw header bytes, so a file that
+    // is no tar at all gets one plain error instead.
+    let not_a_tar = |_| {
+        invalid(
+            source,
+            "not a tar archive: load takes an OCI archive, a docker-archive (docker save) or an OCI layout directory",
+        )
+    };
+    for entry in archive.entries().map_err(not_a_tar)? {
+        let entry = entry.map_err(not_a_tar)?;
+        let path = entry.path().map_err(not_a_tar)?;
         let name = path.to_string_lossy();
         match name.trim_start_matches("./") {
             "oci-layout" => return Ok(Format::OciArchive),

@@ -205,6 +205,7 @@ pub fn export_oci_archive(
     images: &[(&ImageRecord, &str)],
     file: &Path,
 ) -> Result<(), ArchiveError> {
+    super::check_output_dir(file)?;
     let plan = plan(store, images)?;
     let tmp = file.with_extension("tmp");
     let out = File::create(&tmp).map_err(io_error("create", &tmp))?;

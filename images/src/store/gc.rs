@@ -59,14 +59,24 @@ impl CheckReport {
 
 /// Returns the disk space the files below `path` take, from their blocks.
 fn disk_usage(path: &Path) -> u64 {
+    let mut seen = HashSet::new();
+    disk_usage_once(path, &mut seen)
+}
+
+/// Returns the blocks below `path`, counting a file with several hard links
+/// once: `seen` holds the (device, inode) of each one counted.
+fn disk_usage_once(path: &Path, seen: &mut HashSet<(u64, u64)>) -> u64 {
     let Ok(meta) = fs::symlink_metadata(path) else {
         return 0;
     };
+    if meta.nlink() > 1 && !meta.is_dir() && !seen.insert((meta.dev(), meta.ino())) {
+        return 0;
+    }
     let mut total = meta.blocks() * 512;
     if meta.is_dir() {
         if let Ok(entries) = fs::read_dir(path) {
             for entry in entries.flatten() {
-                total += disk_usage(&entry.path());
+                total += disk_usage_once(&entry.path(), seen);
             }
         }
     }

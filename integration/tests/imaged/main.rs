@@ -2,6 +2,7 @@
 //! a docker-registry on loopback that contains the busybox fixture.
 
 mod bundles;
+mod cli;
 mod crash;
 mod cri;
 mod fixture;
@@ -84,7 +85,7 @@ fn hullctl_pull_list_inspect_tag_rmi() {
     let absent = imaged.hullctl(&["rmi", &alias]);
     assert_eq!(absent.code, Some(1), "{absent}");
     assert!(absent.stderr.starts_with("hullctl: "), "{absent}");
-    assert!(absent.stderr.contains("not found"), "{absent}");
+    assert!(absent.stderr.contains("is not stored"), "{absent}");
     imaged.hullctl_ok(&["rmi", "-f", &alias]);
 
     imaged.hullctl_ok(&["rmi", &reference]);
