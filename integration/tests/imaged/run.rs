@@ -144,7 +144,7 @@ fn pulled_image_runs_with_config() {
 
     imaged.hullctl_ok(&["rmi", &reference]);
     let gc = imaged.hullctl_ok(&["gc"]);
-    assert!(gc.stdout.contains(" and 1 snapshots"), "{gc}");
+    assert!(gc.stdout.contains(", 1 snapshot, "), "{gc}");
     assert!(!gc.stdout.starts_with("Removed 0 blobs"), "{gc}");
     let snapshots: Vec<_> = std::fs::read_dir(imaged.root().join("snapshots"))
         .unwrap()
@@ -165,13 +165,13 @@ fn bundle_keeps_layers_until_rm() {
     let bundle = BundleDir::create(&imaged, "app-leased", &reference, &[]);
     imaged.hullctl_ok(&["rmi", &reference]);
     let gc = imaged.hullctl_ok(&["gc"]);
-    assert!(gc.stdout.contains(" and 0 snapshots"), "{gc}");
+    assert!(gc.stdout.contains(", 0 snapshots, "), "{gc}");
     assert!(bundle.rootfs().join("bin/busybox").is_file());
 
     let removed = bundle.remove();
     assert!(removed.success(), "{removed}");
     let gc = imaged.hullctl_ok(&["gc"]);
-    assert!(gc.stdout.contains(" and 1 snapshots"), "{gc}");
+    assert!(gc.stdout.contains(", 1 snapshot, "), "{gc}");
 }
 
 #[test]
