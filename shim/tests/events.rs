@@ -38,6 +38,14 @@ impl Events for Recorder {
 #[tokio::test(flavor = "current_thread")]
 async fn events_retried_until_containerd_listens() {
     require_root!();
+    // A hang fails the test instead of stalling the suite, and dropping the
+    // body stops the shim and removes the bundle.
+    tokio::time::timeout(Duration::from_secs(60), retried_events())
+        .await
+        .expect("the shim did not deliver the events within 60 s");
+}
+
+async fn retried_events() {
     let mut bundle = Bundle::busybox_sh("trap 'exit 7' TERM; while true; do sleep 0.1; done");
     bundle.config["root"]["path"] = "rootfs".into();
     bundle.config["root"]["readonly"] = true.into();
