@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{anyhow, bail, Context};
-use hull_images::registry::credentials::{self, DockerConfig};
+use hull_images::registry::RegistryClient;
 use hull_images::Reference;
 use hull_proto::hull::images::v1 as pb;
 use pb::images_client::ImagesClient;
@@ -104,14 +104,14 @@ fn absolute(path: &Path) -> anyhow::Result<PathBuf> {
 
 pub struct Client {
     images: ImagesClient<Channel>,
-    auth_file: PathBuf,
+    registry: RegistryClient,
 }
 
 impl Client {
-    pub fn new(channel: Channel, auth_file: Option<PathBuf>) -> Self {
+    pub fn new(channel: Channel, registry: RegistryClient) -> Self {
         Self {
             images: ImagesClient::new(channel).max_decoding_message_size(64 * 1024 * 1024),
-            auth_file: auth_file.unwrap_or_else(credentials::default_path),
+            registry,
         }
     }
 
@@ -119,19 +119,17 @@ impl Client {
     /// registry of `reference`. They travel with the request, as docker's
     /// do, so a `hullctl login` reaches a daemon that started earlier or
     /// with another config file.
-    fn auth_for(&self, reference: &str) -> anyhow::Result<Option<pb::RegistryAuth>> {
+    async fn auth_for(&self, reference: &str) -> anyhow::Result<Option<pb::RegistryAuth>> {
         let Ok(reference) = reference.parse::<Reference>() else {
             // The daemon reports the invalid reference.
             return Ok(None);
         };
-        let config = DockerConfig::load(&self.auth_file)
-            .with_context(|| format!("failed to read {}", self.auth_file.display()))?;
-        let credentials = config.get(reference.registry()).with_context(|| {
-            format!(
-                "failed to read the credentials for {}",
-                reference.registry()
-            )
-        })?;
+        let registry = reference.registry();
+        let credentials = self
+            .registry
+            .credentials(registry)
+            .await
+            .with_context(|| format!("failed to read the credentials for {registry}"))?;
         Ok(credentials.map(|credentials| pb::RegistryAuth {
             username: credentials.username,
             password: credentials.password,
@@ -149,7 +147,7 @@ impl Client {
         let request = pb::PullRequest {
             reference: reference.to_string(),
             platform,
-            auth: self.auth_for(reference)?,
+            auth: self.auth_for(reference).await?,
         };
         let mut stream = self
             .images
@@ -191,7 +189,7 @@ impl Client {
         let request = pb::PushRequest {
             image: image.to_string(),
             destination: destination.unwrap_or_default().to_string(),
-            auth: self.auth_for(destination.unwrap_or(image))?,
+            auth: self.auth_for(destination.unwrap_or(image)).await?,
         };
         let stream = self
             .images
@@ -217,8 +215,8 @@ impl Client {
         let request = pb::CopyRequest {
             source: source.to_string(),
             destination: destination.to_string(),
-            source_auth: self.auth_for(source)?,
-            destination_auth: self.auth_for(destination)?,
+            source_auth: self.auth_for(source).await?,
+            destination_auth: self.auth_for(destination).await?,
         };
         let stream = self
             .images
@@ -335,7 +333,7 @@ impl Client {
         let value = if remote {
             let request = pb::InspectRemoteRequest {
                 reference: image.to_string(),
-                auth: self.auth_for(image)?,
+                auth: self.auth_for(image).await?,
                 platform: None,
             };
             let response = self

@@ -271,7 +271,7 @@ async fn dispatch(
     if let Command::Bundle { command } = command {
         return dispatch_bundle(channel, command).await;
     }
-    let client = commands::Client::new(channel, global.auth_file.clone());
+    let client = commands::Client::new(channel, registry_auth::client(global)?);
     match command {
         Command::Pull {
             reference,

@@ -1,12 +1,14 @@
 //! login and logout: check credentials with the registry client and keep
-//! them in docker's config.json, which the daemon reads.
+//! them in docker's config.json, which hullctl reads for every request to a
+//! registry.
 
 use anyhow::Context;
 use hull_images::registry::{RegistryClient, RegistryConfig};
 
 use crate::GlobalArgs;
 
-fn client(global: &GlobalArgs) -> anyhow::Result<RegistryClient> {
+/// Builds a registry client with hullctl's insecure registries and auth file.
+pub fn client(global: &GlobalArgs) -> anyhow::Result<RegistryClient> {
     let config = RegistryConfig {
         insecure: global.insecure_registries.clone(),
         auth_file: global.auth_file.clone(),

@@ -154,10 +154,7 @@ impl RegistryClient {
 
     /// Returns the credentials for `registry`, reading the config file on
     /// first use.
-    pub(crate) async fn credentials(
-        &self,
-        registry: &str,
-    ) -> Result<Option<Credentials>, RegistryError> {
+    pub async fn credentials(&self, registry: &str) -> Result<Option<Credentials>, RegistryError> {
         if let Some(known) = self.inner.credentials.lock().unwrap().get(registry) {
             return Ok(known.clone());
         }
