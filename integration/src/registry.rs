@@ -91,7 +91,8 @@ impl Registry {
         self.port
     }
 
-    /// Where the registry keeps its blobs and repositories.
+    /// Returns the directory that contains the registry's blobs and
+    /// repositories.
     pub fn storage(&self) -> PathBuf {
         self.dir.path().join("data/docker/registry/v2")
     }

@@ -54,8 +54,8 @@ fn run_shim_with_stdin(
     child.wait_with_output().unwrap()
 }
 
-/// The runtime options containerd sends: `containerd.runc.v1.Options`
-/// naming `binary`.
+/// Returns the runtime options containerd sends:
+/// `containerd.runc.v1.Options` naming `binary`.
 fn runc_options(binary: &str) -> prost_types::Any {
     let options = hull_proto::containerd::runc::v1::Options {
         binary_name: binary.to_owned(),

@@ -103,7 +103,7 @@ pub fn bind(path: &Path) -> Result<BoundSocket, SocketError> {
     })
 }
 
-/// Removes `path` when it is a socket that nobody listens on.
+/// Removes `path` when it is a socket with no server listening on it.
 fn remove_stale(path: &Path) -> Result<(), SocketError> {
     let meta = match std::fs::symlink_metadata(path) {
         Ok(meta) => meta,

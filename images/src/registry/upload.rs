@@ -58,9 +58,10 @@ impl RegistryClient {
 
     /// Asks the registry to link the blob from the repository of `from` into
     /// the repository of `reference` without an upload. Returns true when
-    /// the registry mounted it (201), and false when it cannot (it returns
-    /// 202 and opens an upload session, which this cancels, or `from` is on
-    /// another registry); the caller then uploads with [`Self::push_blob`].
+    /// the registry mounted it (201). Returns false when it cannot, and the
+    /// caller then uploads with [`Self::push_blob`]: the registry answered
+    /// 202 and opened an upload session, which this cancels, or `from` is
+    /// on another registry.
     pub async fn mount_blob(
         &self,
         reference: &Reference,

@@ -64,7 +64,7 @@ fn disk_usage(path: &Path) -> u64 {
 }
 
 /// Returns the blocks below `path`, counting a file with several hard links
-/// once: `seen` holds the (device, inode) of each one counted.
+/// once. `seen` contains the (device, inode) of each file counted.
 fn disk_usage_once(path: &Path, seen: &mut HashSet<(u64, u64)>) -> u64 {
     let Ok(meta) = fs::symlink_metadata(path) else {
         return 0;

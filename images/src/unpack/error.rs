@@ -37,7 +37,7 @@ pub enum UnpackError {
     #[error("destination {0} is not empty: a layer is unpacked into an empty directory")]
     NotEmpty(PathBuf),
 
-    /// The layer media type is none of the supported tar layer types.
+    /// A layer media type that is not a supported tar layer type.
     #[error("unsupported layer media type {0:?}: expected an OCI or Docker tar layer (plain, gzip or zstd)")]
     UnknownMediaType(String),
 }

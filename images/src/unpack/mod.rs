@@ -190,7 +190,7 @@ impl Unpacker {
     }
 
     /// Waits for the workers if `parent` or one of its ancestors is still
-    /// queued, so that the lookup of `parent` sees what is really there.
+    /// queued, so that the lookup of `parent` finds what is really there.
     fn wait_for_queued_parent(
         &mut self,
         parent: &Path,
