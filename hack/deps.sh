@@ -14,6 +14,7 @@ packages=(
 	jq hyperfine strace file linux-libc-dev curl
 	criu python3-protobuf bats
 	iproute2 util-linux mount tar coreutils
+	containernetworking-plugins iptables
 )
 apt-get update
 missing=()

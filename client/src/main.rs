@@ -5,6 +5,8 @@ mod bundle;
 mod commands;
 mod daemon;
 mod format;
+#[allow(dead_code)]
+mod paths;
 mod progress;
 mod registry_auth;
 
@@ -53,6 +55,15 @@ pub struct GlobalArgs {
     /// $DOCKER_CONFIG/config.json or ~/.docker/config.json].
     #[arg(long, global = true, env = "HULL_AUTH_FILE")]
     pub auth_file: Option<PathBuf>,
+    /// Directory of hullctl's runtime state: network namespaces, CNI
+    /// address leases, stdio FIFOs and the runtime's container state.
+    #[arg(
+        long,
+        global = true,
+        env = "HULL_RUN_ROOT",
+        default_value = "/run/hull/ctl"
+    )]
+    pub run_root: PathBuf,
 }
 
 #[derive(Subcommand, Debug)]
