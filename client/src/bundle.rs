@@ -268,7 +268,7 @@ fn write_bundle(
 
 /// Mounts one mount of a prepared rootfs below `rootfs`. hull-imaged
 /// returns overlay mounts only.
-fn mount_one(mount: &pb::Mount, rootfs: &Path) -> anyhow::Result<()> {
+pub(crate) fn mount_one(mount: &pb::Mount, rootfs: &Path) -> anyhow::Result<()> {
     if mount.r#type != "overlay" {
         bail!(
             "unsupported mount type {:?} from hull-imaged: expected overlay",
@@ -352,7 +352,7 @@ fn unescape(value: &str) -> String {
 
 /// True when `path` is the root of a mount other than its parent's, which
 /// an overlay always is because it has its own device number.
-fn is_mount_point(path: &Path) -> anyhow::Result<bool> {
+pub(crate) fn is_mount_point(path: &Path) -> anyhow::Result<bool> {
     let metadata = match std::fs::symlink_metadata(path) {
         Ok(metadata) => metadata,
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(false),

@@ -143,6 +143,25 @@ impl Client {
         quiet: bool,
         platform: Option<&str>,
     ) -> anyhow::Result<ExitCode> {
+        let image = self.pull_image(reference, quiet, platform).await?;
+        if quiet {
+            println!("{}", image.id);
+        } else {
+            let digest = image.target.map(|target| target.digest).unwrap_or_default();
+            println!("Digest: {digest}");
+            println!("{}", image.name);
+        }
+        Ok(ExitCode::SUCCESS)
+    }
+
+    /// Pulls `reference`, drawing progress on the terminal unless `quiet`,
+    /// and returns the stored image.
+    pub async fn pull_image(
+        &mut self,
+        reference: &str,
+        quiet: bool,
+        platform: Option<&str>,
+    ) -> anyhow::Result<pb::Image> {
         let platform = platform.map(parse_platform).transpose()?;
         let request = pb::PullRequest {
             reference: reference.to_string(),
@@ -168,16 +187,7 @@ impl Client {
             }
         }
         progress.finish();
-        let image =
-            pulled.ok_or_else(|| anyhow!("the pull of {reference} ended without an image"))?;
-        if quiet {
-            println!("{}", image.id);
-        } else {
-            let digest = image.target.map(|target| target.digest).unwrap_or_default();
-            println!("Digest: {digest}");
-            println!("{}", image.name);
-        }
-        Ok(ExitCode::SUCCESS)
+        pulled.ok_or_else(|| anyhow!("the pull of {reference} ended without an image"))
     }
 
     pub async fn push(

@@ -3,12 +3,14 @@
 
 mod bundle;
 mod commands;
+mod container;
 mod daemon;
 mod format;
-#[allow(dead_code)]
 mod paths;
 mod progress;
+mod network;
 mod registry_auth;
+mod volume;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -113,7 +115,8 @@ enum Command {
     },
     /// Give a stored image another name.
     Tag { source: String, target: String },
-    /// Print a stored image, or with --remote a registry's image, as JSON.
+    /// Print a container, a stored image, or with --remote a registry's
+    /// image, as JSON.
     Inspect {
         image: String,
         /// Resolve the reference on its registry instead of the store.
@@ -172,6 +175,8 @@ enum Command {
     Gc,
     /// Verify stored blobs and metadata.
     Check,
+    #[command(flatten)]
+    Container(container::cli::ContainerCommand),
 }
 
 #[derive(Subcommand, Debug)]
@@ -267,11 +272,28 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             password_stdin,
         } => commands::login(&global, &registry, username, password, password_stdin).await,
         Command::Logout { registry } => commands::logout(&global, &registry).await,
+        Command::Container(command) => {
+            let ctx = container::Context::new(&global);
+            container::cli::dispatch(&ctx, command).await
+        }
+        Command::Inspect { image, remote: false } if is_container(&global, &image) => {
+            let ctx = container::Context::new(&global);
+            let values = container::inspect::inspect_containers(&ctx, &[image]).await?;
+            println!("{}", serde_json::to_string_pretty(&values)?);
+            Ok(ExitCode::SUCCESS)
+        }
         command => {
             let channel = daemon::connect_or_start(&global).await?;
             dispatch(channel, command, &global).await
         }
     }
+}
+
+/// Returns true when `name` names a container rather than an image, for
+/// `inspect`, which takes both as docker's does.
+fn is_container(global: &GlobalArgs, name: &str) -> bool {
+    let ctx = container::Context::new(global);
+    ctx.store.find(name).is_ok()
 }
 
 async fn dispatch(
@@ -324,6 +346,7 @@ async fn dispatch(
             unreachable!("login and logout do not use the daemon")
         }
         Command::Bundle { .. } => unreachable!("bundle commands are dispatched above"),
+        Command::Container(_) => unreachable!("container commands are dispatched above"),
     }
 }
 
@@ -364,5 +387,15 @@ async fn dispatch_bundle(
             }
             Ok(code)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    #[test]
+    fn command_line_is_consistent() {
+        super::Cli::command().debug_assert();
     }
 }

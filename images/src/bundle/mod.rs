@@ -8,7 +8,7 @@ mod defaults;
 mod options;
 mod process;
 mod seccomp;
-mod user;
+pub mod user;
 
 #[cfg(test)]
 mod tests;
