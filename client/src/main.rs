@@ -6,9 +6,9 @@ mod commands;
 mod container;
 mod daemon;
 mod format;
+mod network;
 mod paths;
 mod progress;
-mod network;
 mod registry_auth;
 mod volume;
 
@@ -276,7 +276,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let ctx = container::Context::new(&global);
             container::cli::dispatch(&ctx, command).await
         }
-        Command::Inspect { image, remote: false } if is_container(&global, &image) => {
+        Command::Inspect {
+            image,
+            remote: false,
+        } if is_container(&global, &image) => {
             let ctx = container::Context::new(&global);
             let values = container::inspect::inspect_containers(&ctx, &[image]).await?;
             println!("{}", serde_json::to_string_pretty(&values)?);

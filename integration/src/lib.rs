@@ -9,6 +9,7 @@ pub mod binaries;
 pub mod bundle;
 pub mod callers;
 pub mod compare;
+pub mod containers;
 pub mod fixtures;
 pub mod host;
 pub mod image;

@@ -137,7 +137,17 @@ pub async fn dispatch(ctx: &Context, command: ContainerCommand) -> anyhow::Resul
             detach,
             auto_remove,
             args,
-        } => run::run(ctx, &args, &RunOptions { detach, auto_remove }).await,
+        } => {
+            run::run(
+                ctx,
+                &args,
+                &RunOptions {
+                    detach,
+                    auto_remove,
+                },
+            )
+            .await
+        }
         ContainerCommand::Create { args } => {
             let record = super::create::create(ctx, &args).await?;
             println!("{}", record.id);
@@ -149,7 +159,10 @@ pub async fn dispatch(ctx: &Context, command: ContainerCommand) -> anyhow::Resul
             interactive,
         } => run::start(ctx, &containers, attach, interactive).await,
         ContainerCommand::Stop { containers, time } => {
-            for_each(ctx, &containers, async |ctx, id| lifecycle::stop(ctx, id, time).await).await
+            for_each(ctx, &containers, async |ctx, id| {
+                lifecycle::stop(ctx, id, time).await
+            })
+            .await
         }
         ContainerCommand::Kill { containers, signal } => {
             let number = signal::parse(&signal)?;
@@ -213,10 +226,16 @@ pub async fn dispatch(ctx: &Context, command: ContainerCommand) -> anyhow::Resul
             Ok(code)
         }
         ContainerCommand::Pause { containers } => {
-            for_each(ctx, &containers, async |ctx, id| lifecycle::pause(ctx, id, true).await).await
+            for_each(ctx, &containers, async |ctx, id| {
+                lifecycle::pause(ctx, id, true).await
+            })
+            .await
         }
         ContainerCommand::Unpause { containers } => {
-            for_each(ctx, &containers, async |ctx, id| lifecycle::pause(ctx, id, false).await).await
+            for_each(ctx, &containers, async |ctx, id| {
+                lifecycle::pause(ctx, id, false).await
+            })
+            .await
         }
         ContainerCommand::ContainerExited { id } => {
             lifecycle::exited(ctx, &id).await?;

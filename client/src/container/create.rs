@@ -63,7 +63,11 @@ fn check(args: &CreateArgs) -> anyhow::Result<Checked> {
             bail!("invalid --hostname {hostname:?}: use up to 64 letters, digits, '-' and '.'");
         }
     }
-    let memory = args.memory.as_deref().map(options::parse_memory).transpose()?;
+    let memory = args
+        .memory
+        .as_deref()
+        .map(options::parse_memory)
+        .transpose()?;
     let cpu = args.cpus.map(options::cpu_quota).transpose()?;
     if let Some(limit) = args.pids_limit {
         if limit == 0 || limit < -1 {
@@ -387,9 +391,11 @@ fn add_network_files(spec: &mut Value, dir: &Path) {
         ("hostname", "/etc/hostname"),
         ("resolv.conf", "/etc/resolv.conf"),
     ] {
-        let taken = spec["mounts"]
-            .as_array()
-            .is_some_and(|mounts| mounts.iter().any(|mount| mount["destination"] == destination));
+        let taken = spec["mounts"].as_array().is_some_and(|mounts| {
+            mounts
+                .iter()
+                .any(|mount| mount["destination"] == destination)
+        });
         if taken {
             continue;
         }

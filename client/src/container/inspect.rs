@@ -35,7 +35,12 @@ pub async fn rows(ctx: &Context, all: bool) -> anyhow::Result<Vec<Row>> {
 }
 
 /// `ps`.
-pub async fn ps(ctx: &Context, all: bool, quiet: bool, format: Option<&str>) -> anyhow::Result<ExitCode> {
+pub async fn ps(
+    ctx: &Context,
+    all: bool,
+    quiet: bool,
+    format: Option<&str>,
+) -> anyhow::Result<ExitCode> {
     let rows = rows(ctx, all).await?;
     if quiet {
         for row in &rows {
@@ -97,7 +102,10 @@ fn render(template: &str, fields: &Value) -> String {
     let mut text = template.replace("\\t", "\t");
     if let Some(map) = fields.as_object() {
         for (key, value) in map {
-            let value = value.as_str().map(str::to_owned).unwrap_or_else(|| value.to_string());
+            let value = value
+                .as_str()
+                .map(str::to_owned)
+                .unwrap_or_else(|| value.to_string());
             text = text.replace(&format!("{{{{.{key}}}}}"), &value);
             text = text.replace(&format!("{{{{ .{key} }}}}"), &value);
         }
@@ -106,7 +114,15 @@ fn render(template: &str, fields: &Value) -> String {
 }
 
 fn print_table(rows: &[Row]) {
-    let header = ["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS", "NAMES"];
+    let header = [
+        "CONTAINER ID",
+        "IMAGE",
+        "COMMAND",
+        "CREATED",
+        "STATUS",
+        "PORTS",
+        "NAMES",
+    ];
     let lines: Vec<[String; 7]> = rows
         .iter()
         .map(|row| {
@@ -176,7 +192,10 @@ fn ago(time: &str) -> String {
 fn status(row: &Row) -> String {
     let record = &row.record;
     match row.state {
-        State::Running => format!("Up {}", ago(record.started_at.as_deref().unwrap_or(&record.created))),
+        State::Running => format!(
+            "Up {}",
+            ago(record.started_at.as_deref().unwrap_or(&record.created))
+        ),
         State::Paused => format!(
             "Up {} (Paused)",
             ago(record.started_at.as_deref().unwrap_or(&record.created))
@@ -197,8 +216,15 @@ fn ports(record: &ContainerRecord) -> String {
         .ports
         .iter()
         .map(|port| {
-            let ip = if port.host_ip.is_empty() { "0.0.0.0" } else { &port.host_ip };
-            format!("{ip}:{}->{}/{}", port.host_port, port.container_port, port.protocol)
+            let ip = if port.host_ip.is_empty() {
+                "0.0.0.0"
+            } else {
+                &port.host_ip
+            };
+            format!(
+                "{ip}:{}->{}/{}",
+                port.host_port, port.container_port, port.protocol
+            )
         })
         .collect::<Vec<_>>()
         .join(", ")
@@ -207,7 +233,8 @@ fn ports(record: &ContainerRecord) -> String {
 /// The docker-style JSON of a container for `inspect`.
 pub async fn container_json(ctx: &Context, record: &ContainerRecord) -> Value {
     let (state, exit_code) = lifecycle::live_state(record).await;
-    let spec = super::create::read_spec(&ctx.store.container_dir(&record.id)).unwrap_or(Value::Null);
+    let spec =
+        super::create::read_spec(&ctx.store.container_dir(&record.id)).unwrap_or(Value::Null);
     let process = &spec["process"];
     let args: Vec<String> = record.command.clone();
     let restart = match record.settings.restart {

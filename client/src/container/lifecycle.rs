@@ -287,13 +287,16 @@ fn should_restart(record: &ContainerRecord) -> bool {
 /// Sends the stop signal, waits `timeout` for the exit, then kills the
 /// container. A container that is not running is left as it is.
 pub async fn stop(ctx: &Context, id: &str, timeout: Option<u32>) -> anyhow::Result<()> {
-    let record = ctx.store.update(id, |record| record.stopped_by_user = true)?;
+    let record = ctx
+        .store
+        .update(id, |record| record.stopped_by_user = true)?;
     let Some(shim_record) = record.shim.clone() else {
         return Ok(());
     };
     let timeout = Duration::from_secs(u64::from(timeout.unwrap_or(record.settings.stop_timeout)));
     if let Some(shim) = Shim::try_connect(id, &shim_record).await {
-        let signal = super::signal::parse(&record.settings.stop_signal).unwrap_or(libc::SIGTERM as u32);
+        let signal =
+            super::signal::parse(&record.settings.stop_signal).unwrap_or(libc::SIGTERM as u32);
         if let Ok(state) = shim.state("").await {
             if state.status == Status::Paused as i32 {
                 // A frozen process cannot handle its stop signal.
@@ -393,11 +396,23 @@ pub async fn pause(ctx: &Context, id: &str, pause: bool) -> anyhow::Result<()> {
         .ok_or_else(not_running)?;
     let mut client = shim.client();
     let result = if pause {
-        client.pause(PauseRequest { id: id.to_owned() }).await.map(|_| ())
+        client
+            .pause(PauseRequest { id: id.to_owned() })
+            .await
+            .map(|_| ())
     } else {
-        client.resume(ResumeRequest { id: id.to_owned() }).await.map(|_| ())
+        client
+            .resume(ResumeRequest { id: id.to_owned() })
+            .await
+            .map(|_| ())
     };
-    result.map_err(|status| shim::task_error(if pause { "pause" } else { "unpause" }, &record.name, status))?;
+    result.map_err(|status| {
+        shim::task_error(
+            if pause { "pause" } else { "unpause" },
+            &record.name,
+            status,
+        )
+    })?;
     ctx.store.update(id, |record| {
         record.state = if pause { State::Paused } else { State::Running };
     })?;

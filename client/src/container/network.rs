@@ -54,10 +54,7 @@ pub fn parse_ports(values: &[String]) -> anyhow::Result<Vec<PublishedPort>> {
     for value in values {
         for mapping in crate::network::parse_publish(value)? {
             ports.push(PublishedPort {
-                host_ip: mapping
-                    .host_ip
-                    .map(|ip| ip.to_string())
-                    .unwrap_or_default(),
+                host_ip: mapping.host_ip.map(|ip| ip.to_string()).unwrap_or_default(),
                 host_port: mapping.host_port,
                 container_port: mapping.container_port,
                 protocol: match mapping.protocol {
@@ -144,7 +141,8 @@ pub fn setup(
         }
         let hosts = std::fs::read_to_string("/etc/hosts").unwrap_or_default();
         let path = dir.join("hosts");
-        std::fs::write(&path, hosts).with_context(|| format!("failed to write {}", path.display()))?;
+        std::fs::write(&path, hosts)
+            .with_context(|| format!("failed to write {}", path.display()))?;
         return Ok(None);
     }
     let networks = Networks::new(&ctx.paths);

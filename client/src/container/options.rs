@@ -107,7 +107,10 @@ pub struct CreateArgs {
 pub fn parse_size(value: &str) -> anyhow::Result<u64> {
     let text = value.trim().to_ascii_lowercase();
     let text = text.strip_suffix('b').unwrap_or(&text);
-    let (digits, unit) = match text.char_indices().find(|(_, c)| !c.is_ascii_digit() && *c != '.') {
+    let (digits, unit) = match text
+        .char_indices()
+        .find(|(_, c)| !c.is_ascii_digit() && *c != '.')
+    {
         Some((index, _)) => text.split_at(index),
         None => (text, ""),
     };
@@ -117,7 +120,9 @@ pub fn parse_size(value: &str) -> anyhow::Result<u64> {
         "m" => 1 << 20,
         "g" => 1 << 30,
         "t" => 1 << 40,
-        _ => bail!("invalid size {value:?}: use a number of bytes with an optional b, k, m, g or t suffix"),
+        _ => bail!(
+            "invalid size {value:?}: use a number of bytes with an optional b, k, m, g or t suffix"
+        ),
     };
     let number: f64 = digits
         .parse()
@@ -190,7 +195,9 @@ pub fn environment(args: &CreateArgs) -> anyhow::Result<Vec<String>> {
         match line.split_once('=') {
             Some(("", _)) => bail!("invalid environment variable {line:?}: the name is empty"),
             Some(_) => env.push(line),
-            None if line.is_empty() => bail!("invalid environment variable \"\": the name is empty"),
+            None if line.is_empty() => {
+                bail!("invalid environment variable \"\": the name is empty")
+            }
             None => {
                 if let Ok(value) = std::env::var(&line) {
                     env.push(format!("{line}={value}"));
@@ -261,7 +268,9 @@ pub fn log_options(values: &[String]) -> anyhow::Result<(u64, u32)> {
                     .parse()
                     .ok()
                     .filter(|count| *count >= 1)
-                    .with_context(|| format!("invalid --log-opt {value}: max-file must be at least 1"))?
+                    .with_context(|| {
+                        format!("invalid --log-opt {value}: max-file must be at least 1")
+                    })?
             }
             _ => bail!("invalid --log-opt {value:?}: use max-size=SIZE or max-file=COUNT"),
         }

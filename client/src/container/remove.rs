@@ -26,13 +26,12 @@ pub async fn remove(ctx: &Context, id: &str, force: bool, volumes: bool) -> anyh
                 record.name
             );
         }
-        let _ = ctx
-            .store
-            .update(id, |record| record.stopped_by_user = true);
+        let _ = ctx.store.update(id, |record| record.stopped_by_user = true);
         if let Some(shim_record) = &record.shim {
             if let Some(shim) = super::shim::Shim::try_connect(id, shim_record).await {
                 let _ = shim.kill("", libc::SIGKILL as u32, true).await;
-                let _ = tokio::time::timeout(std::time::Duration::from_secs(10), shim.wait("")).await;
+                let _ =
+                    tokio::time::timeout(std::time::Duration::from_secs(10), shim.wait("")).await;
             }
         }
     }
@@ -42,7 +41,8 @@ pub async fn remove(ctx: &Context, id: &str, force: bool, volumes: bool) -> anyh
     let Some(record) = ctx.store.read(id)? else {
         return Ok(());
     };
-    ctx.store.update(id, |record| record.state = State::Removing)?;
+    ctx.store
+        .update(id, |record| record.state = State::Removing)?;
     remove_resources(ctx, &record, volumes).await
 }
 

@@ -22,7 +22,11 @@ pub struct RunOptions {
 
 /// `run`: create and start a container; in the foreground, relay its
 /// output and return its exit code.
-pub async fn run(ctx: &Context, args: &CreateArgs, options: &RunOptions) -> anyhow::Result<ExitCode> {
+pub async fn run(
+    ctx: &Context,
+    args: &CreateArgs,
+    options: &RunOptions,
+) -> anyhow::Result<ExitCode> {
     if options.detach && args.tty && args.interactive && options.auto_remove {
         // Accepted as docker does: the container runs detached with its
         // stdin open but nothing attached.
@@ -30,7 +34,8 @@ pub async fn run(ctx: &Context, args: &CreateArgs, options: &RunOptions) -> anyh
     let record = create::create(ctx, args).await?;
     let id = record.id.clone();
     if options.auto_remove {
-        ctx.store.update(&id, |record| record.settings.auto_remove = true)?;
+        ctx.store
+            .update(&id, |record| record.settings.auto_remove = true)?;
     }
     let started = lifecycle::start(ctx, &id).await;
     if let Err(err) = started {
@@ -52,7 +57,12 @@ pub async fn run(ctx: &Context, args: &CreateArgs, options: &RunOptions) -> anyh
 
 /// Relays the main process's stdio until it exits, finishes the container
 /// and returns the exit code.
-async fn attach_main(ctx: &Context, id: &str, terminal: bool, interactive: bool) -> anyhow::Result<i32> {
+async fn attach_main(
+    ctx: &Context,
+    id: &str,
+    terminal: bool,
+    interactive: bool,
+) -> anyhow::Result<i32> {
     let record = ctx
         .store
         .read(id)?
@@ -64,7 +74,12 @@ async fn attach_main(ctx: &Context, id: &str, terminal: bool, interactive: bool)
     let shim = Shim::connect(id, &shim_record).await?;
     let _raw = (terminal && interactive).then(tty::RawMode::enable);
     if interactive {
-        attach::forward_stdin(&output::stdin_path(ctx, id), shim.clone(), id.to_owned(), String::new())?;
+        attach::forward_stdin(
+            &output::stdin_path(ctx, id),
+            shim.clone(),
+            id.to_owned(),
+            String::new(),
+        )?;
     }
     if terminal {
         attach::forward_resize(shim.clone(), id.to_owned(), String::new());
@@ -83,7 +98,12 @@ async fn attach_main(ctx: &Context, id: &str, terminal: bool, interactive: bool)
 
 /// `start`: start containers; with `attach`, relay the one container's
 /// output and return its exit code.
-pub async fn start(ctx: &Context, names: &[String], attach: bool, interactive: bool) -> anyhow::Result<ExitCode> {
+pub async fn start(
+    ctx: &Context,
+    names: &[String],
+    attach: bool,
+    interactive: bool,
+) -> anyhow::Result<ExitCode> {
     if attach && names.len() != 1 {
         bail!("start -a takes one container, {} given", names.len());
     }
@@ -99,7 +119,13 @@ pub async fn start(ctx: &Context, names: &[String], attach: bool, interactive: b
         };
         match lifecycle::start(ctx, &record.id).await {
             Ok(record) if attach => {
-                let code = attach_main(ctx, &record.id, record.settings.tty, interactive && record.settings.interactive).await?;
+                let code = attach_main(
+                    ctx,
+                    &record.id,
+                    record.settings.tty,
+                    interactive && record.settings.interactive,
+                )
+                .await?;
                 return Ok(exit_code(code));
             }
             Ok(_) => println!("{name}"),
@@ -109,7 +135,11 @@ pub async fn start(ctx: &Context, names: &[String], attach: bool, interactive: b
             }
         }
     }
-    Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+    Ok(if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 /// Options of `exec`.
@@ -125,16 +155,29 @@ pub struct ExecOptions {
 
 /// `exec`: runs `command` in the running container `name` and returns its
 /// exit code.
-pub async fn exec(ctx: &Context, name: &str, command: &[String], options: &ExecOptions) -> anyhow::Result<ExitCode> {
+pub async fn exec(
+    ctx: &Context,
+    name: &str,
+    command: &[String],
+    options: &ExecOptions,
+) -> anyhow::Result<ExitCode> {
     if command.is_empty() {
         bail!("exec needs a command to run");
     }
     let record = ctx.store.find(name)?;
     let (state, _) = lifecycle::live_state(&record).await;
-    let not_running = || anyhow!("container {} is not running: start it before exec", record.name);
+    let not_running = || {
+        anyhow!(
+            "container {} is not running: start it before exec",
+            record.name
+        )
+    };
     if state != State::Running {
         if state == State::Paused {
-            bail!("container {} is paused: unpause it before exec", record.name);
+            bail!(
+                "container {} is paused: unpause it before exec",
+                record.name
+            );
         }
         return Err(not_running());
     }
@@ -142,7 +185,12 @@ pub async fn exec(ctx: &Context, name: &str, command: &[String], options: &ExecO
     let shim = Shim::connect(&record.id, &shim_record).await?;
     let dir = ctx.store.container_dir(&record.id);
     let spec = create::read_spec(&dir)?;
-    let process = exec_process(&dir.join(create::ROOTFS_DIR), &spec["process"], command, options)?;
+    let process = exec_process(
+        &dir.join(create::ROOTFS_DIR),
+        &spec["process"],
+        command,
+        options,
+    )?;
 
     let exec_id = format!("exec-{}", std::process::id());
     let run_dir = ctx.paths.container_run(&record.id);
@@ -203,7 +251,8 @@ pub async fn exec(ctx: &Context, name: &str, command: &[String], options: &ExecO
             copy.finish().await;
         }
         let _ = shim.delete(&exec_id).await;
-        let status = status.map_err(|status| shim::task_error("wait for exec in", &record.name, status))?;
+        let status =
+            status.map_err(|status| shim::task_error("wait for exec in", &record.name, status))?;
         Ok(status as i32)
     }
     .await;
@@ -234,7 +283,11 @@ fn exec_process(
     }
     let mut env: Vec<String> = process["env"]
         .as_array()
-        .map(|env| env.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect())
+        .map(|env| {
+            env.iter()
+                .filter_map(|v| v.as_str().map(str::to_owned))
+                .collect()
+        })
         .unwrap_or_default();
     for value in &options.env {
         let Some((key, _)) = value.split_once('=') else {

@@ -129,7 +129,10 @@ impl Shim {
                 }
                 Err(err) => {
                     if record.pid != 0 && !is_alive(record.pid) {
-                        bail!("the shim of container {id} (pid {}) is not running", record.pid);
+                        bail!(
+                            "the shim of container {id} (pid {}) is not running",
+                            record.pid
+                        );
                     }
                     last_error = Some(err);
                 }

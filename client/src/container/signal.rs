@@ -8,7 +8,9 @@ use nix::sys::signal::Signal;
 /// Parses `TERM`, `SIGTERM`, `sigterm` or `15` into a signal number.
 pub fn parse(value: &str) -> anyhow::Result<u32> {
     if let Ok(number) = value.parse::<i32>() {
-        if Signal::try_from(number).is_ok() || (libc::SIGRTMIN()..=libc::SIGRTMAX()).contains(&number) {
+        if Signal::try_from(number).is_ok()
+            || (libc::SIGRTMIN()..=libc::SIGRTMAX()).contains(&number)
+        {
             return Ok(number as u32);
         }
         bail!("invalid signal {value}: no such signal number");
@@ -21,7 +23,9 @@ pub fn parse(value: &str) -> anyhow::Result<u32> {
     };
     match Signal::from_str(&name) {
         Ok(signal) => Ok(signal as u32),
-        Err(_) => bail!("invalid signal {value:?}: use a name such as SIGTERM or KILL, or a number"),
+        Err(_) => {
+            bail!("invalid signal {value:?}: use a name such as SIGTERM or KILL, or a number")
+        }
     }
 }
 

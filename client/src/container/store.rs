@@ -82,7 +82,9 @@ impl Store {
             match self.read(&id) {
                 Ok(Some(record)) => records.push(record),
                 Ok(None) => {}
-                Err(err) => tracing::warn!(container = %id, error = %format!("{err:#}"), "skipping unreadable container record"),
+                Err(err) => {
+                    tracing::warn!(container = %id, error = %format!("{err:#}"), "skipping unreadable container record")
+                }
             }
         }
         records.sort_by(|a, b| b.created.cmp(&a.created).then(a.id.cmp(&b.id)));

@@ -45,7 +45,9 @@ impl Networks {
     }
     pub fn setup(&self, request: &SetupRequest) -> anyhow::Result<Attachment> {
         if request.networks.is_empty() {
-            return Ok(Attachment { netns: PathBuf::new() });
+            return Ok(Attachment {
+                netns: PathBuf::new(),
+            });
         }
         anyhow::bail!("networks are not built")
     }

@@ -1,0 +1,118 @@
+//! run, ps, exec, stop, start, rm and exit codes, as docker documents them.
+
+use std::time::Duration;
+
+use hull_integration::containers::Host;
+use hull_integration::{require_root, require_tools};
+
+#[test]
+fn run_rm_prints_and_passes_exit_code() {
+    require_root!();
+    require_tools!("docker-registry", "skopeo", "umoci");
+    let host = Host::new();
+    let hi = host.hullctl(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        &host.busybox,
+        "echo",
+        "hi",
+    ]);
+    assert_eq!(hi.code, Some(0), "{hi}");
+    assert_eq!(hi.stdout, "hi\n", "{hi}");
+    let listed = host.hullctl_ok(&["ps", "-aq"]);
+    assert_eq!(listed.stdout, "", "--rm left a container: {listed}");
+
+    let failed = host.hullctl(&[
+        "run",
+        "--network",
+        "none",
+        "--name",
+        "three",
+        &host.busybox,
+        "sh",
+        "-c",
+        "echo out; echo err >&2; exit 3",
+    ]);
+    assert_eq!(failed.code, Some(3), "{failed}");
+    assert_eq!(failed.stdout, "out\n", "{failed}");
+    assert_eq!(failed.stderr, "err\n", "{failed}");
+    let ps = host.hullctl_ok(&["ps", "-a"]);
+    assert!(ps.stdout.contains("Exited (3)"), "{ps}");
+    assert!(ps.stdout.contains("three"), "{ps}");
+    let inspect = host.hullctl_ok(&["inspect", "three"]);
+    let value: serde_json::Value = serde_json::from_str(&inspect.stdout).unwrap();
+    assert_eq!(value[0]["State"]["ExitCode"], 3, "{inspect}");
+    assert_eq!(value[0]["Name"], "/three", "{inspect}");
+    host.hullctl_ok(&["rm", "three"]);
+}
+
+#[test]
+fn detached_exec_stop_start_rm() {
+    require_root!();
+    require_tools!("docker-registry", "skopeo", "umoci");
+    let host = Host::new();
+    let script = "trap 'exit 0' TERM; echo started; while true; do sleep 0.1; done";
+    let run = host.hullctl_ok(&[
+        "run",
+        "-d",
+        "--network",
+        "none",
+        "--name",
+        "web",
+        &host.busybox,
+        "sh",
+        "-c",
+        script,
+    ]);
+    let id = run.stdout.trim().to_owned();
+    assert_eq!(id.len(), 64, "{run}");
+
+    let ps = host.hullctl_ok(&["ps"]);
+    assert!(ps.stdout.contains(&id[..12]), "{ps}");
+    assert!(ps.stdout.contains("Up "), "{ps}");
+    let quiet = host.hullctl_ok(&["ps", "-q"]);
+    assert_eq!(quiet.stdout.trim(), &id[..12], "{quiet}");
+    let formatted = host.hullctl_ok(&["ps", "--format", "{{.Names}} {{.State}}"]);
+    assert_eq!(formatted.stdout, "web running\n", "{formatted}");
+
+    let exec = host.hullctl(&["exec", "web", "sh", "-c", "echo in-exec; exit 4"]);
+    assert_eq!(exec.code, Some(4), "{exec}");
+    assert_eq!(exec.stdout, "in-exec\n", "{exec}");
+    let user = host.hullctl_ok(&[
+        "exec",
+        "-u",
+        "nobody",
+        "-w",
+        "/tmp",
+        "-e",
+        "X=y",
+        "web",
+        "sh",
+        "-c",
+        "id -u; pwd; echo $X",
+    ]);
+    assert_eq!(user.stdout, "65534\n/tmp\ny\n", "{user}");
+
+    let removed = host.hullctl(&["rm", "web"]);
+    assert_ne!(
+        removed.code,
+        Some(0),
+        "rm of a running container succeeded: {removed}"
+    );
+    assert!(removed.stderr.contains("running"), "{removed}");
+
+    host.hullctl_ok(&["stop", "web"]);
+    assert_eq!(host.state("web"), "exited");
+    let stopped = host.hullctl(&["exec", "web", "true"]);
+    assert_ne!(stopped.code, Some(0), "{stopped}");
+    assert!(stopped.stderr.contains("not running"), "{stopped}");
+
+    host.hullctl_ok(&["start", "web"]);
+    assert!(host.wait_for_state("web", "running", Duration::from_secs(5)));
+    host.hullctl_ok(&["rm", "-f", "web"]);
+    let listed = host.hullctl_ok(&["ps", "-aq"]);
+    assert_eq!(listed.stdout, "", "{listed}");
+    assert!(!host.container_dir(&id).exists(), "rm left {}", id);
+}

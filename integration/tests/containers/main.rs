@@ -1,0 +1,4 @@
+//! hullctl's container commands end to end: a private store, hull-imaged
+//! and shims per test, and busybox from a loopback registry.
+
+mod lifecycle;
