@@ -2,3 +2,4 @@
 //! and shims per test, and busybox from a loopback registry.
 
 mod lifecycle;
+mod terminal;
