@@ -9,6 +9,9 @@ mod format;
 mod paths;
 mod progress;
 mod registry_auth;
+// The mount parsing and resolution are for the container commands.
+#[allow(dead_code, unused_imports)]
+mod volume;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -168,6 +171,12 @@ enum Command {
         #[command(subcommand)]
         command: BundleCommand,
     },
+    /// Manage volumes: directories below the store root that containers
+    /// mount.
+    Volume {
+        #[command(subcommand)]
+        command: VolumeCommand,
+    },
     /// Remove blobs and snapshots that no image uses.
     Gc,
     /// Verify stored blobs and metadata.
@@ -212,6 +221,51 @@ enum BundleCommand {
     Rm {
         #[arg(required = true)]
         dirs: Vec<PathBuf>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum VolumeCommand {
+    /// Create a volume and print its name, which is random when NAME is not
+    /// given. A volume that exists already is left as it is.
+    Create {
+        /// Label KEY=VALUE of the volume (repeatable).
+        #[arg(long = "label", value_name = "KEY=VALUE")]
+        labels: Vec<String>,
+        name: Option<String>,
+    },
+    /// List volumes.
+    #[command(alias = "list")]
+    Ls {
+        /// Print only volume names.
+        #[arg(short, long)]
+        quiet: bool,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
+        format: OutputFormat,
+    },
+    /// Print volumes as JSON.
+    Inspect {
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+    /// Remove volumes that no container uses.
+    #[command(alias = "remove")]
+    Rm {
+        #[arg(required = true)]
+        names: Vec<String>,
+        /// Ignore volumes that do not exist.
+        #[arg(short, long)]
+        force: bool,
+    },
+    /// Remove the anonymous volumes that no container uses.
+    Prune {
+        /// Remove named volumes too.
+        #[arg(short, long)]
+        all: bool,
+        /// Do not ask for confirmation.
+        #[arg(short, long)]
+        force: bool,
     },
 }
 
@@ -267,6 +321,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             password_stdin,
         } => commands::login(&global, &registry, username, password, password_stdin).await,
         Command::Logout { registry } => commands::logout(&global, &registry).await,
+        Command::Volume { command } => dispatch_volume(&paths::Paths::new(&global), command),
         command => {
             let channel = daemon::connect_or_start(&global).await?;
             dispatch(channel, command, &global).await
@@ -320,10 +375,22 @@ async fn dispatch(
         } => client.copy(&source, &destination, quiet).await,
         Command::Gc => client.gc().await,
         Command::Check => client.check().await,
-        Command::Login { .. } | Command::Logout { .. } => {
-            unreachable!("login and logout do not use the daemon")
+        Command::Login { .. } | Command::Logout { .. } | Command::Volume { .. } => {
+            unreachable!("login, logout and volume do not use the daemon")
         }
         Command::Bundle { .. } => unreachable!("bundle commands are dispatched above"),
+    }
+}
+
+fn dispatch_volume(paths: &paths::Paths, command: VolumeCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        VolumeCommand::Create { labels, name } => {
+            volume::command::create(paths, name.as_deref(), &labels)
+        }
+        VolumeCommand::Ls { quiet, format } => volume::command::list(paths, quiet, format),
+        VolumeCommand::Inspect { names } => volume::command::inspect(paths, &names),
+        VolumeCommand::Rm { names, force } => volume::command::remove(paths, &names, force),
+        VolumeCommand::Prune { all, force } => volume::command::prune(paths, all, force),
     }
 }
 
