@@ -232,6 +232,8 @@ enum VolumeCommand {
         /// Label KEY=VALUE of the volume (repeatable).
         #[arg(long = "label", value_name = "KEY=VALUE")]
         labels: Vec<String>,
+        /// Volume name: two or more of [a-zA-Z0-9_.-], starting with a
+        /// letter or digit.
         name: Option<String>,
     },
     /// List volumes.

@@ -263,12 +263,19 @@ impl Copier<'_> {
                 rfs::futimens(fd, &times)?;
             }
             Node::At(dir, name) => {
-                rfs::chownat(dir, *name, uid, gid, AtFlags::SYMLINK_NOFOLLOW)?;
+                // Pin the new entry, so that a container writing to the
+                // volume cannot swap it for a symlink that a chmod follows.
+                let target = open_confined_path(*dir, name)?;
+                let found = rfs::fstat(&target)?;
+                if FileType::from_raw_mode(found.st_mode) != FileType::from_raw_mode(stat.st_mode) {
+                    return Err(io::Error::other("the copy was replaced while being made"));
+                }
+                let flags = AtFlags::EMPTY_PATH | AtFlags::SYMLINK_NOFOLLOW;
+                rfs::chownat(&target, c"", uid, gid, flags)?;
                 // A symlink has no mode of its own.
                 if !is_symlink {
-                    rfs::chmodat(dir, *name, mode, AtFlags::empty())?;
+                    rfs::chmod(proc_fd_path(target.as_fd())?.as_c_str(), mode)?;
                 }
-                let target = open_confined_path(*dir, name)?;
                 self.copy_xattrs(source, target.as_fd())?;
                 rfs::utimensat(dir, *name, &times, AtFlags::SYMLINK_NOFOLLOW)?;
             }
@@ -319,10 +326,7 @@ impl<'a> XattrTarget<'a> {
     fn new(fd: BorrowedFd<'a>) -> io::Result<XattrTarget<'a>> {
         let flags = rfs::fcntl_getfl(fd)?;
         if flags.contains(OFlags::PATH) {
-            let path = format!("/proc/self/fd/{}", fd.as_raw_fd());
-            Ok(XattrTarget::Proc(
-                CString::new(path).map_err(io::Error::other)?,
-            ))
+            Ok(XattrTarget::Proc(proc_fd_path(fd)?))
         } else {
             Ok(XattrTarget::Fd(fd))
         }
@@ -386,6 +390,13 @@ impl<'a> XattrTarget<'a> {
             }
         }
     }
+}
+
+/// Returns `/proc/self/fd/<fd>`: a path-based call on it acts on the inode
+/// that `fd` refers to, also when `fd` is an `O_PATH` descriptor of a
+/// symlink.
+fn proc_fd_path(fd: BorrowedFd<'_>) -> io::Result<CString> {
+    CString::new(format!("/proc/self/fd/{}", fd.as_raw_fd())).map_err(io::Error::other)
 }
 
 /// Returns the access and modification times of `stat`.
