@@ -661,3 +661,61 @@ fn removed_volume_not_initialised() {
         .unwrap_err();
     assert!(is_not_found(&error), "{error}");
 }
+
+/// Unmounts a test's mount when dropped, also when the test fails.
+struct MountGuard(PathBuf);
+
+impl Drop for MountGuard {
+    fn drop(&mut self) {
+        let _ = rustix::mount::unmount(&self.0, rustix::mount::UnmountFlags::DETACH);
+    }
+}
+
+#[test]
+fn failed_copy_leaves_volume_empty() {
+    if !is_root() {
+        eprintln!("skipping: mounting a tmpfs needs root");
+        return;
+    }
+    let fixture = Fixture::new();
+    let rootfs = fixture.rootfs();
+    fs::create_dir_all(rootfs.join("data/dir")).unwrap();
+    for i in 0..20 {
+        fs::write(rootfs.join(format!("data/dir/small{i}")), "x").unwrap();
+    }
+    fs::write(rootfs.join("data/big"), vec![1u8; 1 << 20]).unwrap();
+    let record = fixture
+        .volumes
+        .create(Some("tiny"), BTreeMap::new())
+        .unwrap();
+    // A volume filesystem too small for the image content.
+    rustix::mount::mount(
+        "tmpfs",
+        &record.mountpoint,
+        "tmpfs",
+        rustix::mount::MountFlags::empty(),
+        c"size=64k",
+    )
+    .unwrap();
+    let guard = MountGuard(record.mountpoint.clone());
+
+    let error = fixture
+        .volumes
+        .initialise("tiny", &rootfs, "/data")
+        .unwrap_err();
+    let message = format!("{error:#}");
+    assert!(
+        message.contains("failed to copy /data of the image into volume tiny"),
+        "{message}"
+    );
+    assert!(message.contains("No space left on device"), "{message}");
+    assert!(entries(&record.mountpoint).is_empty());
+    assert!(!fixture.volumes.inspect("tiny").unwrap().initialised);
+
+    drop(guard);
+    assert!(fixture
+        .volumes
+        .initialise("tiny", &rootfs, "/data")
+        .unwrap());
+    assert_eq!(entries(&record.mountpoint), ["big", "dir"]);
+}
