@@ -85,6 +85,10 @@ pub struct VolumeRecord {
     /// after which it is never filled from an image again.
     #[serde(default)]
     pub initialised: bool,
+    /// True while a first fill from an image runs. Found set by the next
+    /// initialisation, it marks a fill that a crash interrupted.
+    #[serde(default)]
+    pub filling: bool,
 }
 
 /// The volumes that `prune` removed and the space they used.
@@ -140,6 +144,7 @@ impl Volumes {
             labels,
             anonymous,
             initialised: false,
+            filling: false,
         };
         let staging = self.dir.join(format!("{CREATING_PREFIX}{name}"));
         let build = || -> anyhow::Result<()> {
@@ -259,15 +264,7 @@ impl Volumes {
     ) -> anyhow::Result<()> {
         let path = self.dir.join(name);
         // Waits for an initialisation of this volume to finish.
-        let _volume_lock = match lock_dir(&path) {
-            Ok(fd) => fd,
-            Err(err) if err.kind() == io::ErrorKind::NotFound => {
-                return Err(VolumeError::NotFound(name.to_string()).into())
-            }
-            Err(err) => {
-                return Err(err).with_context(|| format!("failed to lock {}", path.display()))
-            }
-        };
+        let _volume_lock = self.lock_volume(name)?;
         let containers = in_use(name);
         if !containers.is_empty() {
             return Err(VolumeError::InUse {
@@ -372,22 +369,7 @@ impl Volumes {
     pub fn initialise(&self, name: &str, rootfs: &Path, target: &str) -> anyhow::Result<bool> {
         validate_volume_name(name)?;
         let path = self.dir.join(name);
-        let volume = match lock_dir(&path) {
-            Ok(fd) => fd,
-            Err(err) if err.kind() == io::ErrorKind::NotFound => {
-                return Err(VolumeError::NotFound(name.to_string()).into())
-            }
-            Err(err) => {
-                return Err(err).with_context(|| format!("failed to lock {}", path.display()))
-            }
-        };
-        // A removal may have renamed the directory while this waited.
-        let locked = rfs::fstat(&volume)?;
-        match fs::symlink_metadata(&path) {
-            Ok(meta) if meta.dev() == locked.st_dev && meta.ino() == locked.st_ino => {}
-            _ => return Err(VolumeError::NotFound(name.to_string()).into()),
-        }
-
+        let volume = self.lock_volume(name)?;
         let record_path = path.join(RECORD_FILE);
         let mut record = read_record_at(volume.as_fd())
             .with_context(|| format!("failed to read {}", record_path.display()))?;
@@ -402,36 +384,70 @@ impl Volumes {
             Mode::empty(),
         )
         .with_context(|| format!("failed to open {}", data_path.display()))?;
+        let save = |record: &VolumeRecord| {
+            write_record(volume.as_fd(), record)
+                .with_context(|| format!("failed to write {}", record_path.display()))
+        };
 
-        let copied = if is_empty_dir(data.as_fd())
+        if record.filling {
+            // A crash interrupted an earlier fill, whose partial copy goes.
+            empty_dir(&data_path);
+        }
+        if !is_empty_dir(data.as_fd())
             .with_context(|| format!("failed to read {}", data_path.display()))?
         {
-            match copy::copy_image_content(rootfs, target, data.as_fd()) {
-                Ok(copied) => copied,
-                Err(err) => {
-                    empty_dir(&data_path);
-                    return Err(err.context(format!(
-                        "failed to copy {target} of the image into volume {name}"
-                    )));
-                }
-            }
-        } else {
-            false
-        };
-        if !copied && is_empty_dir(data.as_fd())? {
-            // Nothing to copy yet: a later container whose image has
-            // content at its mount point may still fill the volume.
+            record.initialised = true;
+            record.filling = false;
+            save(&record)?;
             return Ok(false);
         }
+
+        record.filling = true;
+        save(&record)?;
+        let copied = match copy::copy_image_content(rootfs, target, data.as_fd()) {
+            Ok(copied) => copied,
+            Err(err) => {
+                empty_dir(&data_path);
+                record.filling = false;
+                if let Err(save_err) = save(&record) {
+                    eprintln!("hullctl: {save_err:#}");
+                }
+                return Err(err.context(format!(
+                    "failed to copy {target} of the image into volume {name}"
+                )));
+            }
+        };
         if copied {
             // The record must not claim data that a crash could lose.
             rfs::syncfs(&data)
                 .with_context(|| format!("failed to sync {}", data_path.display()))?;
         }
-        record.initialised = true;
-        write_record(volume.as_fd(), &record)
-            .with_context(|| format!("failed to write {}", record_path.display()))?;
+        // With nothing copied, a later container whose image has content
+        // at its mount point may still fill the volume.
+        record.initialised = copied;
+        record.filling = false;
+        save(&record)?;
         Ok(copied)
+    }
+
+    /// Locks the directory of volume `name` and checks that a removal did
+    /// not rename it while this waited for the lock.
+    fn lock_volume(&self, name: &str) -> anyhow::Result<OwnedFd> {
+        let path = self.dir.join(name);
+        let volume = match lock_dir(&path) {
+            Ok(fd) => fd,
+            Err(err) if err.kind() == io::ErrorKind::NotFound => {
+                return Err(VolumeError::NotFound(name.to_string()).into())
+            }
+            Err(err) => {
+                return Err(err).with_context(|| format!("failed to lock {}", path.display()))
+            }
+        };
+        let locked = rfs::fstat(&volume)?;
+        match fs::symlink_metadata(&path) {
+            Ok(meta) if meta.dev() == locked.st_dev && meta.ino() == locked.st_ino => Ok(volume),
+            _ => Err(VolumeError::NotFound(name.to_string()).into()),
+        }
     }
 }
 

@@ -719,3 +719,29 @@ fn failed_copy_leaves_volume_empty() {
         .unwrap());
     assert_eq!(entries(&record.mountpoint), ["big", "dir"]);
 }
+
+#[test]
+fn interrupted_fill_is_redone() {
+    let fixture = Fixture::new();
+    let rootfs = fixture.rootfs();
+    fs::create_dir_all(rootfs.join("data")).unwrap();
+    fs::write(rootfs.join("data/whole"), "whole").unwrap();
+    let mut record = fixture
+        .volumes
+        .create(Some("half"), BTreeMap::new())
+        .unwrap();
+    // What a crash in the middle of a fill leaves.
+    fs::write(record.mountpoint.join("partial"), "part").unwrap();
+    record.filling = true;
+    let dir = fs::File::open(record.mountpoint.parent().unwrap()).unwrap();
+    write_record(dir.as_fd(), &record).unwrap();
+
+    assert!(fixture
+        .volumes
+        .initialise("half", &rootfs, "/data")
+        .unwrap());
+    assert_eq!(entries(&record.mountpoint), ["whole"]);
+    let stored = fixture.volumes.inspect("half").unwrap();
+    assert!(stored.initialised);
+    assert!(!stored.filling);
+}
