@@ -13,7 +13,9 @@
 //! before its files are deleted. A crash therefore leaves either the whole
 //! volume or a hidden leftover, which the next create, remove or prune
 //! deletes while it holds the lock. Volume names never start with a dot,
-//! so these names cannot collide with a volume.
+//! so these names cannot collide with a volume. A first fill from an image
+//! that a crash interrupts is emptied and redone by the next
+//! initialisation, as [`VolumeRecord::filling`] marks it.
 
 pub mod command;
 mod copy;
