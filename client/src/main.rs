@@ -171,6 +171,12 @@ enum Command {
         #[command(subcommand)]
         command: BundleCommand,
     },
+    /// Manage volumes: directories below the store root that containers
+    /// mount.
+    Volume {
+        #[command(subcommand)]
+        command: VolumeCommand,
+    },
     /// Remove blobs and snapshots that no image uses.
     Gc,
     /// Verify stored blobs and metadata.
@@ -220,6 +226,53 @@ enum BundleCommand {
     },
 }
 
+#[derive(Subcommand, Debug)]
+enum VolumeCommand {
+    /// Create a volume and print its name, which is random when NAME is not
+    /// given. A volume that exists already is left as it is.
+    Create {
+        /// Label KEY=VALUE of the volume (repeatable).
+        #[arg(long = "label", value_name = "KEY=VALUE")]
+        labels: Vec<String>,
+        /// Volume name: two or more of [a-zA-Z0-9_.-], starting with a
+        /// letter or digit.
+        name: Option<String>,
+    },
+    /// List volumes.
+    #[command(alias = "list")]
+    Ls {
+        /// Print only volume names.
+        #[arg(short, long)]
+        quiet: bool,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
+        format: OutputFormat,
+    },
+    /// Print volumes as JSON.
+    Inspect {
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+    /// Remove volumes that no container uses.
+    #[command(alias = "remove")]
+    Rm {
+        #[arg(required = true)]
+        names: Vec<String>,
+        /// Ignore volumes that do not exist.
+        #[arg(short, long)]
+        force: bool,
+    },
+    /// Remove the anonymous volumes that no container uses.
+    Prune {
+        /// Remove named volumes too.
+        #[arg(short, long)]
+        all: bool,
+        /// Do not ask for confirmation.
+        #[arg(short, long)]
+        force: bool,
+    },
+}
+
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OutputFormat {
     Table,
@@ -242,9 +295,13 @@ fn main() -> ExitCode {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
     let cli = Cli::parse();
+    // The runtime's threads write to gRPC sockets, which a shim closes when
+    // it exits: there the write must fail with EPIPE instead of ending
+    // hullctl, so those threads block SIGPIPE.
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
+        .on_thread_start(block_sigpipe)
         .build()
     {
         Ok(runtime) => runtime,
@@ -260,6 +317,14 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Blocks SIGPIPE in the calling thread, so that its writes to a closed
+/// pipe or socket fail with EPIPE.
+fn block_sigpipe() {
+    let mut set = nix::sys::signal::SigSet::empty();
+    set.add(nix::sys::signal::Signal::SIGPIPE);
+    let _ = set.thread_block();
 }
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -285,6 +350,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             println!("{}", serde_json::to_string_pretty(&values)?);
             Ok(ExitCode::SUCCESS)
         }
+        Command::Volume { command } => dispatch_volume(&paths::Paths::new(&global), command),
         command => {
             let channel = daemon::connect_or_start(&global).await?;
             dispatch(channel, command, &global).await
@@ -345,11 +411,23 @@ async fn dispatch(
         } => client.copy(&source, &destination, quiet).await,
         Command::Gc => client.gc().await,
         Command::Check => client.check().await,
-        Command::Login { .. } | Command::Logout { .. } => {
-            unreachable!("login and logout do not use the daemon")
+        Command::Login { .. } | Command::Logout { .. } | Command::Volume { .. } => {
+            unreachable!("login, logout and volume do not use the daemon")
         }
         Command::Bundle { .. } => unreachable!("bundle commands are dispatched above"),
         Command::Container(_) => unreachable!("container commands are dispatched above"),
+    }
+}
+
+fn dispatch_volume(paths: &paths::Paths, command: VolumeCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        VolumeCommand::Create { labels, name } => {
+            volume::command::create(paths, name.as_deref(), &labels)
+        }
+        VolumeCommand::Ls { quiet, format } => volume::command::list(paths, quiet, format),
+        VolumeCommand::Inspect { names } => volume::command::inspect(paths, &names),
+        VolumeCommand::Rm { names, force } => volume::command::remove(paths, &names, force),
+        VolumeCommand::Prune { all, force } => volume::command::prune(paths, all, force),
     }
 }
 

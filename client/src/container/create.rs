@@ -91,6 +91,9 @@ fn check(args: &CreateArgs) -> anyhow::Result<Checked> {
     for value in &args.mount {
         mounts.push(crate::volume::parse_mount_flag(value)?);
     }
+    for value in &args.tmpfs {
+        mounts.push(crate::volume::parse_tmpfs_flag(value)?);
+    }
     let settings = Settings {
         tty: args.tty,
         interactive: args.interactive,
@@ -354,12 +357,10 @@ fn mount_info(value: &Value, resolved: &crate::volume::ResolvedMount) -> MountIn
         .as_array()
         .map(|options| options.iter().filter_map(Value::as_str).collect())
         .unwrap_or_default();
-    let kind = if resolved.volume.is_some() {
-        "volume"
-    } else if value["type"] == "tmpfs" {
-        "tmpfs"
-    } else {
-        "bind"
+    let kind = match resolved.kind {
+        crate::volume::MountKind::Volume => "volume",
+        crate::volume::MountKind::Tmpfs => "tmpfs",
+        crate::volume::MountKind::Bind => "bind",
     };
     MountInfo {
         kind: kind.to_owned(),

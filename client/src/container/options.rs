@@ -50,6 +50,9 @@ pub struct CreateArgs {
     /// (repeatable).
     #[arg(long = "mount", value_name = "MOUNT")]
     pub mount: Vec<String>,
+    /// tmpfs mount: DESTINATION[:OPTIONS] (repeatable).
+    #[arg(long = "tmpfs", value_name = "TMPFS")]
+    pub tmpfs: Vec<String>,
     /// Network mode: the default bridge network, none, host or a network
     /// name (repeatable for several networks).
     #[arg(long = "network", alias = "net", value_name = "NETWORK")]
@@ -103,36 +106,7 @@ pub struct CreateArgs {
     pub command: Vec<String>,
 }
 
-/// Parses a size such as `512m`, `1g`, `1048576` or `64k` into bytes.
-pub fn parse_size(value: &str) -> anyhow::Result<u64> {
-    let text = value.trim().to_ascii_lowercase();
-    let text = text.strip_suffix('b').unwrap_or(&text);
-    let (digits, unit) = match text
-        .char_indices()
-        .find(|(_, c)| !c.is_ascii_digit() && *c != '.')
-    {
-        Some((index, _)) => text.split_at(index),
-        None => (text, ""),
-    };
-    let multiplier: u64 = match unit {
-        "" => 1,
-        "k" => 1 << 10,
-        "m" => 1 << 20,
-        "g" => 1 << 30,
-        "t" => 1 << 40,
-        _ => bail!(
-            "invalid size {value:?}: use a number of bytes with an optional b, k, m, g or t suffix"
-        ),
-    };
-    let number: f64 = digits
-        .parse()
-        .ok()
-        .filter(|number: &f64| number.is_finite() && *number >= 0.0)
-        .with_context(|| {
-            format!("invalid size {value:?}: use a number of bytes with an optional b, k, m, g or t suffix")
-        })?;
-    Ok((number * multiplier as f64) as u64)
-}
+pub use crate::volume::parse_size;
 
 /// Parses a `--memory` value and checks it against [`MIN_MEMORY_BYTES`].
 pub fn parse_memory(value: &str) -> anyhow::Result<u64> {
@@ -284,19 +258,6 @@ pub fn log_options(values: &[String]) -> anyhow::Result<(u64, u32)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn sizes_parsed() {
-        assert_eq!(parse_size("1024").unwrap(), 1024);
-        assert_eq!(parse_size("64k").unwrap(), 65536);
-        assert_eq!(parse_size("512m").unwrap(), 512 << 20);
-        assert_eq!(parse_size("1g").unwrap(), 1 << 30);
-        assert_eq!(parse_size("1.5k").unwrap(), 1536);
-        assert_eq!(parse_size("10MB").unwrap(), 10 << 20);
-        for bad in ["", "m", "-1", "12x", "1..2k"] {
-            assert!(parse_size(bad).is_err(), "{bad}");
-        }
-    }
 
     #[test]
     fn memory_below_minimum_rejected() {

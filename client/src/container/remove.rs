@@ -77,16 +77,18 @@ pub async fn remove_resources(
             status.message()
         ),
     }
+    super::output::release(ctx, &record.id);
+    let lock = ctx.store.lock()?;
+    ctx.store.remove(&lock, &record.id)?;
+    drop(lock);
     if volumes {
-        let anonymous: Vec<&str> = record
+        let anonymous: Vec<String> = record
             .mounts
             .iter()
             .filter(|mount| mount.anonymous)
-            .filter_map(|mount| mount.name.as_deref())
+            .filter_map(|mount| mount.name.clone())
             .collect();
         super::volumes::remove_anonymous(ctx, &record.id, &anonymous);
     }
-    super::output::release(ctx, &record.id);
-    let lock = ctx.store.lock()?;
-    ctx.store.remove(&lock, &record.id)
+    Ok(())
 }

@@ -1,43 +1,25 @@
-//! The container side of volumes: which containers use a volume, and the
-//! removal of a container's anonymous volumes.
+//! The removal of a container's anonymous volumes.
 
-use super::store::Store;
 use super::Context;
+use crate::volume::command::ContainerVolumes;
 use crate::volume::Volumes;
 
-/// Returns the names of the containers whose mounts use volume `name`.
-pub fn users(store: &Store, name: &str) -> Vec<String> {
-    match store.list() {
-        Ok(records) => records
-            .into_iter()
-            .filter(|record| record.volumes.iter().any(|volume| volume == name))
-            .map(|record| record.name)
-            .collect(),
+/// Removes the anonymous volumes `names` of a container whose record is
+/// gone; a volume that another container also mounts is kept. A volume
+/// left by a failure here is anonymous and unused, so `volume prune`
+/// removes it.
+pub fn remove_anonymous(ctx: &Context, id: &str, names: &[String]) {
+    let users = match ContainerVolumes::load(&ctx.paths) {
+        Ok(users) => users,
         Err(err) => {
-            // An unreadable store must not let a used volume go.
-            vec![format!("(unknown: {err:#})")]
+            eprintln!("hullctl: kept the anonymous volumes of container {id}: {err:#}");
+            return;
         }
-    }
-}
-
-/// Removes the anonymous volumes `names` of container `id`, which is
-/// being removed; a volume that another container also mounts is kept.
-pub fn remove_anonymous(ctx: &Context, id: &str, names: &[&str]) {
+    };
     let volumes = Volumes::new(&ctx.paths);
     for name in names {
-        let in_use = |volume: &str| -> Vec<String> {
-            match ctx.store.list() {
-                Ok(records) => records
-                    .into_iter()
-                    .filter(|record| record.id != id)
-                    .filter(|record| record.volumes.iter().any(|used| used == volume))
-                    .map(|record| record.name)
-                    .collect(),
-                Err(err) => vec![format!("(unknown: {err:#})")],
-            }
-        };
-        if let Err(err) = volumes.remove(name, &in_use, false) {
-            tracing::warn!(container = %id, volume = %name, error = %format!("{err:#}"), "kept an anonymous volume");
+        if let Err(err) = volumes.remove(name, &|volume| users.users(volume), false) {
+            eprintln!("hullctl: kept anonymous volume {name} of container {id}: {err:#}");
         }
     }
 }
