@@ -163,13 +163,16 @@ async fn end_shim(ctx: &Context, id: &str, shim_record: &super::record::ShimReco
             nix::unistd::Pid::from_raw(shim_record.pid as i32),
             nix::sys::signal::Signal::SIGKILL,
         );
+        // A killed shim leaves its sockets behind.
+        let _ = std::fs::remove_file(&shim_record.socket);
+        let _ = std::fs::remove_file(format!("{}.grpc", shim_record.socket));
     }
     status
 }
 
 /// Deletes the container from the runtime's state, killing what is left of
 /// it, for a shim that is gone.
-async fn force_delete(ctx: &Context, id: &str) {
+pub async fn force_delete(ctx: &Context, id: &str) {
     // The shim adds the namespace to the root of the runtime options.
     let runtime_root = ctx.paths.runtime_root().join(shim::NAMESPACE);
     if !runtime_root.join(id).exists() {

@@ -277,10 +277,21 @@ pub fn is_shim_of(pid: u32, id: &str) -> bool {
     let is_shim = args
         .first()
         .is_some_and(|arg0| arg0.ends_with(SHIM_NAME.as_bytes()));
-    is_shim
-        && args
-            .windows(2)
-            .any(|pair| pair[0] == b"-id" && pair[1] == id.as_bytes())
+    let has = |flag: &[u8], value: &[u8]| args.windows(2).any(|pair| pair[0] == flag && pair[1] == value);
+    is_shim && has(b"-id", id.as_bytes()) && has(b"-namespace", NAMESPACE.as_bytes())
+}
+
+/// Returns the pids of the shims of container `id` that run in hullctl's
+/// namespace, found through /proc: a crash between starting a shim and
+/// recording it leaves one that only this finds.
+pub fn find_shims(id: &str) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| is_shim_of(*pid, id))
+        .collect()
 }
 
 /// The runtime options every hullctl task is created with: hull (or
