@@ -158,11 +158,15 @@ async fn end_shim(ctx: &Context, id: &str, shim_record: &super::record::ShimReco
         shim.shutdown().await;
     }
     force_delete(ctx, id).await;
+    // The shim exits within milliseconds of Shutdown once it has no task.
+    for _ in 0..100 {
+        if !shim::is_alive(shim_record.pid) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     if shim::is_alive(shim_record.pid) && shim::is_shim_of(shim_record.pid, id) {
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(shim_record.pid as i32),
-            nix::sys::signal::Signal::SIGKILL,
-        );
+        shim::kill_and_wait(shim_record.pid).await;
         // A killed shim leaves its sockets behind.
         let _ = std::fs::remove_file(&shim_record.socket);
         let _ = std::fs::remove_file(format!("{}.grpc", shim_record.socket));

@@ -57,12 +57,10 @@ pub async fn remove_resources(
     // A crash between starting the shim and recording it leaves a shim and
     // runtime state that the record does not name.
     for pid in super::shim::find_shims(&record.id) {
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(pid as i32),
-            nix::sys::signal::Signal::SIGKILL,
-        );
+        super::shim::kill_and_wait(pid).await;
     }
     lifecycle::force_delete(ctx, &record.id).await;
+    super::shim::remove_dead_sockets(&dir);
     if let Err(err) = super::network::teardown(ctx, &record.id) {
         tracing::warn!(container = %record.id, error = %format!("{err:#}"), "failed to tear down the network");
     }

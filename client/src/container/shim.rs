@@ -277,7 +277,10 @@ pub fn is_shim_of(pid: u32, id: &str) -> bool {
     let is_shim = args
         .first()
         .is_some_and(|arg0| arg0.ends_with(SHIM_NAME.as_bytes()));
-    let has = |flag: &[u8], value: &[u8]| args.windows(2).any(|pair| pair[0] == flag && pair[1] == value);
+    let has = |flag: &[u8], value: &[u8]| {
+        args.windows(2)
+            .any(|pair| pair[0] == flag && pair[1] == value)
+    };
     is_shim && has(b"-id", id.as_bytes()) && has(b"-namespace", NAMESPACE.as_bytes())
 }
 
@@ -292,6 +295,35 @@ pub fn find_shims(id: &str) -> Vec<u32> {
         .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
         .filter(|pid| is_shim_of(*pid, id))
         .collect()
+}
+
+/// Kills shim `pid` with SIGKILL and waits up to a second for it to be
+/// gone.
+pub async fn kill_and_wait(pid: u32) {
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    );
+    for _ in 0..100 {
+        if !is_alive(pid) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Removes the shim sockets named in the bundle's `address` file when no
+/// shim accepts connections on them, as after a shim was killed.
+pub fn remove_dead_sockets(bundle: &Path) {
+    let Ok(address) = std::fs::read_to_string(bundle.join("address")) else {
+        return;
+    };
+    let socket = address.trim().trim_start_matches("unix://").to_owned();
+    if socket.is_empty() || std::os::unix::net::UnixStream::connect(&socket).is_ok() {
+        return;
+    }
+    let _ = std::fs::remove_file(format!("{socket}.grpc"));
+    let _ = std::fs::remove_file(&socket);
 }
 
 /// The runtime options every hullctl task is created with: hull (or

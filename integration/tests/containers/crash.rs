@@ -16,7 +16,17 @@ fn killed_run_leaves_removable_container() {
     for delay_ms in [5u64, 20, 40, 60, 80, 100, 130, 160, 200, 250, 300, 400] {
         let name = format!("crash{delay_ms}");
         let mut child = host
-            .command(&["run", "-d", "--network", "none", "--name", &name, &host.busybox, "sleep", "60"])
+            .command(&[
+                "run",
+                "-d",
+                "--network",
+                "none",
+                "--name",
+                &name,
+                &host.busybox,
+                "sleep",
+                "60",
+            ])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -29,7 +39,12 @@ fn killed_run_leaves_removable_container() {
         let listed = host.hullctl_ok(&["ps", "-a", "--format", "{{.Names}}"]);
         let known = listed.stdout.lines().any(|line| line == name);
         let dir_entries = std::fs::read_dir(host.root().join("containers"))
-            .map(|entries| entries.filter_map(|e| e.ok()).filter(|e| e.path().is_dir()).count())
+            .map(|entries| {
+                entries
+                    .filter_map(|e| e.ok())
+                    .filter(|e| e.path().is_dir())
+                    .count()
+            })
             .unwrap_or(0);
         assert!(
             known || dir_entries == 0,
@@ -39,17 +54,27 @@ fn killed_run_leaves_removable_container() {
             host.hullctl_ok(&["rm", "-f", &name]);
         }
         let after = host.hullctl_ok(&["ps", "-aq"]);
-        assert_eq!(after.stdout, "", "rm -f left a container after a kill at {delay_ms} ms");
+        assert_eq!(
+            after.stdout, "",
+            "rm -f left a container after a kill at {delay_ms} ms"
+        );
         let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
         let root = host.root().display().to_string();
         assert!(
-            !mounts.lines().any(|line| line.contains(&format!("{root}/containers/"))),
+            !mounts
+                .lines()
+                .any(|line| line.contains(&format!("{root}/containers/"))),
             "a rootfs mount is left after a kill at {delay_ms} ms"
         );
     }
     let runtime = host.run_root().join("runtime/hullctl");
     let left: Vec<_> = std::fs::read_dir(&runtime)
-        .map(|entries| entries.filter_map(|e| e.ok()).map(|e| e.file_name()).collect())
+        .map(|entries| {
+            entries
+                .filter_map(|e| e.ok())
+                .map(|e| e.file_name())
+                .collect()
+        })
         .unwrap_or_default();
     assert!(left.is_empty(), "runtime state left: {left:?}");
     let images = host.hullctl_ok(&["check"]);
