@@ -91,6 +91,39 @@ pub fn forward_resize(shim: Shim, id: String, exec_id: String) {
     });
 }
 
+/// Passes SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1 and SIGUSR2 that
+/// hullctl receives on to the container's main process, as `docker run`
+/// does by default. With a terminal, the pty turns Ctrl-C into SIGINT
+/// inside the container instead.
+pub fn forward_signals(shim: Shim, id: String) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let kinds = [
+        (SignalKind::interrupt(), libc::SIGINT),
+        (SignalKind::terminate(), libc::SIGTERM),
+        (SignalKind::hangup(), libc::SIGHUP),
+        (SignalKind::quit(), libc::SIGQUIT),
+        (SignalKind::user_defined1(), libc::SIGUSR1),
+        (SignalKind::user_defined2(), libc::SIGUSR2),
+    ];
+    for (kind, number) in kinds {
+        let Ok(mut stream) = signal(kind) else {
+            continue;
+        };
+        let shim = shim.clone();
+        let id = id.clone();
+        tokio::spawn(async move {
+            while stream.recv().await.is_some() {
+                if let Err(status) = shim.kill("", number as u32, false).await {
+                    eprintln!(
+                        "hullctl: failed to pass signal {number} to container {id}: {}",
+                        status.message()
+                    );
+                }
+            }
+        });
+    }
+}
+
 /// A copy from an output FIFO to hullctl's stdout or stderr.
 pub struct OutputCopy {
     stop: oneshot::Sender<()>,

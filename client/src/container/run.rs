@@ -83,6 +83,8 @@ async fn attach_main(
     }
     if terminal {
         attach::forward_resize(shim.clone(), id.to_owned(), String::new());
+    } else {
+        attach::forward_signals(shim.clone(), id.to_owned());
     }
     let follow = output::follow(ctx, id, terminal);
     let status = shim.wait("").await;

@@ -116,3 +116,35 @@ fn detached_exec_stop_start_rm() {
     assert_eq!(listed.stdout, "", "{listed}");
     assert!(!host.container_dir(&id).exists(), "rm left {}", id);
 }
+
+#[test]
+fn foreground_run_passes_signals() {
+    require_root!();
+    require_tools!("docker-registry", "skopeo", "umoci");
+    let host = Host::new();
+    let script = "trap 'echo got-int; exit 9' INT; touch /tmp/ready; while true; do sleep 0.1; done";
+    let child = host
+        .command(&["run", "--network", "none", "--name", "sig", &host.busybox, "sh", "-c", script])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let ready = host.hullctl(&["exec", "sig", "test", "-e", "/tmp/ready"]);
+        if ready.success() {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the container never got ready: {ready}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(output.status.code(), Some(9), "{output:?}");
+    assert_eq!(String::from_utf8_lossy(&output.stdout), "got-int\n");
+}

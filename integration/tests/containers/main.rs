@@ -1,6 +1,7 @@
 //! hullctl's container commands end to end: a private store, hull-imaged
 //! and shims per test, and busybox from a loopback registry.
 
+mod bad_input;
 mod crash;
 mod lifecycle;
 mod terminal;
