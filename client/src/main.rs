@@ -6,6 +6,8 @@ mod commands;
 mod daemon;
 mod format;
 #[allow(dead_code)]
+mod network;
+#[allow(dead_code)]
 mod paths;
 mod progress;
 mod registry_auth;
@@ -119,6 +121,11 @@ enum Command {
         /// Resolve the reference on its registry instead of the store.
         #[arg(long)]
         remote: bool,
+    },
+    /// Create, list, inspect and remove container networks.
+    Network {
+        #[command(subcommand)]
+        command: network::command::NetworkCommand,
     },
     /// Check and store registry credentials.
     Login {
@@ -267,6 +274,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             password_stdin,
         } => commands::login(&global, &registry, username, password, password_stdin).await,
         Command::Logout { registry } => commands::logout(&global, &registry).await,
+        Command::Network { command } => network::command::run(&paths::Paths::new(&global), command),
         command => {
             let channel = daemon::connect_or_start(&global).await?;
             dispatch(channel, command, &global).await
@@ -320,8 +328,8 @@ async fn dispatch(
         } => client.copy(&source, &destination, quiet).await,
         Command::Gc => client.gc().await,
         Command::Check => client.check().await,
-        Command::Login { .. } | Command::Logout { .. } => {
-            unreachable!("login and logout do not use the daemon")
+        Command::Login { .. } | Command::Logout { .. } | Command::Network { .. } => {
+            unreachable!("login, logout and network do not use the daemon")
         }
         Command::Bundle { .. } => unreachable!("bundle commands are dispatched above"),
     }
