@@ -133,8 +133,8 @@ fn list(networks: &Networks, quiet: bool, format: OutputFormat) -> anyhow::Resul
         let mut out = std::io::stdout().lock();
         writeln!(
             out,
-            "{:<14}{:<24}{:<10}{:<18}{}",
-            "NETWORK ID", "NAME", "DRIVER", "SUBNET", "BRIDGE"
+            "{:<14}{:<24}{:<10}{:<18}BRIDGE",
+            "NETWORK ID", "NAME", "DRIVER", "SUBNET"
         )?;
         for record in &records {
             writeln!(
@@ -240,13 +240,17 @@ impl ContainerRecord {
     }
 
     /// Writes the container's current attachment into its record, keeping
-    /// every other field.
+    /// every other field. A container that hullctl no longer tracks keeps
+    /// its namespace with no networks.
     fn store_attachment(&self, networks: &Networks) -> anyhow::Result<()> {
-        let Some(attachment) = networks.attachment(&self.id)? else {
-            return Ok(());
-        };
         let mut json = self.json.clone();
-        json["networkAttachment"] = serde_json::to_value(attachment)?;
+        match networks.attachment(&self.id)? {
+            Some(attachment) => json["networkAttachment"] = serde_json::to_value(attachment)?,
+            None => {
+                json["networkAttachment"]["networks"] = Value::Array(Vec::new());
+                json["networkAttachment"]["ports"] = Value::Array(Vec::new());
+            }
+        }
         write_atomically(&self.path, &serde_json::to_vec_pretty(&json)?)
     }
 }

@@ -28,6 +28,7 @@ use anyhow::{bail, Context};
 use ipnet::Ipv4Net;
 use serde::{Deserialize, Serialize};
 
+#[allow(unused_imports)]
 pub use attach::SetupRequest;
 #[allow(unused_imports)]
 pub use ports::{parse_publish, PortMapping, Protocol};
@@ -106,30 +107,33 @@ impl Networks {
             bail!("network {DEFAULT_NETWORK} is the default network, which hullctl creates on first use: choose another name");
         }
         let _lock = self.states.lock()?;
-        self.create_locked(request, None)
+        self.create_locked(request, None, &record::host_routes()?)
     }
 
+    /// Creates a network whose subnet must not overlap `routes`. The record
+    /// is all it writes: the bridge and its iptables rules appear when the
+    /// first container joins.
     fn create_locked(
         &self,
         request: &CreateRequest,
         bridge: Option<&str>,
+        routes: &[record::HostRoute],
     ) -> anyhow::Result<NetworkRecord> {
         if self.store.get(&request.name)?.is_some() {
             bail!("network {} already exists", request.name);
         }
         let existing = self.store.list()?;
-        let routes = record::host_routes()?;
         let (subnet, gateway) = match (&request.subnet, &request.gateway) {
             (Some(subnet), gateway) => {
                 let (subnet, gateway) = record::parse_subnet(subnet, gateway.as_deref())?;
-                record::check_overlap(subnet, &existing, &routes)?;
+                record::check_overlap(subnet, &existing, routes)?;
                 (subnet, gateway)
             }
             (None, Some(gateway)) => {
                 bail!("--gateway {gateway} needs --subnet: give the subnet that contains it")
             }
             (None, None) => {
-                let subnet = record::pick_subnet(&existing, &routes)?;
+                let subnet = record::pick_subnet(&existing, routes)?;
                 record::parse_subnet(&subnet.to_string(), None)?
             }
         };
@@ -149,11 +153,7 @@ impl Networks {
             ip_masq: request.ip_masq,
             created: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
         };
-        iptables::ensure_network(&record)?;
-        if let Err(err) = self.store.write(&record) {
-            let _ = iptables::remove_network(&record);
-            return Err(err);
-        }
+        self.store.write(&record)?;
         Ok(record)
     }
 
@@ -218,10 +218,10 @@ impl Networks {
     /// on bridge `hull0`.
     pub fn ensure_default(&self) -> anyhow::Result<NetworkRecord> {
         let _lock = self.states.lock()?;
-        self.ensure_default_locked()
+        self.ensure_default_locked(&record::host_routes()?)
     }
 
-    fn ensure_default_locked(&self) -> anyhow::Result<NetworkRecord> {
+    fn ensure_default_locked(&self, routes: &[record::HostRoute]) -> anyhow::Result<NetworkRecord> {
         if let Some(record) = self.store.get(DEFAULT_NETWORK)? {
             return Ok(record);
         }
@@ -230,7 +230,7 @@ impl Networks {
             subnet: Some(String::from(record::DEFAULT_SUBNET)),
             ..CreateRequest::default()
         };
-        self.create_locked(&request, Some(record::DEFAULT_BRIDGE))
+        self.create_locked(&request, Some(record::DEFAULT_BRIDGE), routes)
             .context("cannot create the default network")
     }
 

@@ -65,9 +65,7 @@ pub fn remove(path: &Path) -> anyhow::Result<()> {
 
 /// Returns true when `path` is a mounted network namespace.
 pub fn is_mounted(path: &Path) -> bool {
-    // A network namespace file reports the nsfs magic as its file system.
-    const NSFS_MAGIC: i64 = 0x6e73_6673;
     nix::sys::statfs::statfs(path)
-        .map(|stat| stat.filesystem_type().0 as i64 == NSFS_MAGIC)
+        .map(|stat| stat.filesystem_type() == nix::sys::statfs::NSFS_MAGIC)
         .unwrap_or(false)
 }

@@ -244,6 +244,30 @@ fn loopback_mapping(host_port: u16) -> PortMapping {
 }
 
 #[test]
+fn default_network_is_created_once() {
+    let fixture = Fixture::new();
+    let lock = fixture.networks.states.lock().unwrap();
+    // No host routes: a host bridge on 10.88.0.0/16 would fail the test.
+    let first = fixture.networks.ensure_default_locked(&[]).unwrap();
+    assert_eq!(first.name, "hull");
+    assert_eq!(first.bridge, "hull0");
+    assert_eq!(first.subnet.to_string(), "10.88.0.0/16");
+    assert_eq!(first.gateway, Ipv4Addr::new(10, 88, 0, 1));
+    assert!(!first.internal);
+    let second = fixture.networks.ensure_default_locked(&[]).unwrap();
+    assert_eq!(first, second);
+    drop(lock);
+    let err = fixture
+        .networks
+        .create(&CreateRequest {
+            name: String::from("hull"),
+            ..CreateRequest::default()
+        })
+        .unwrap_err();
+    assert!(err.to_string().contains("default network"), "{err}");
+}
+
+#[test]
 fn containers_resolve_peers_and_publish_ports() {
     if !can_run("containers_resolve_peers_and_publish_ports") {
         return;
