@@ -20,7 +20,7 @@ use super::record::NetworkRecord;
 use super::state::{ContainerState, NetworkState};
 use super::{short_id, AttachedNetwork, Attachment, Networks};
 
-/// What a container needs from its network namespace.
+/// Request of `Networks::setup`: a container and the networks it joins.
 #[derive(Debug, Clone)]
 pub struct SetupRequest {
     pub container_id: String,
@@ -49,7 +49,8 @@ pub fn attachment(state: &ContainerState) -> Attachment {
     }
 }
 
-/// The `runtimeConfig` values offered to plugins that declare capabilities.
+/// Returns the `runtimeConfig` values offered to plugins that declare
+/// capabilities.
 fn runtime_config(ports: &[PortMapping], publish: bool) -> Map<String, Value> {
     let mut config = Map::new();
     if publish && !ports.is_empty() {
@@ -210,7 +211,7 @@ impl Networks {
         Ok(())
     }
 
-    /// Runs DEL of one recorded network and forgets it.
+    /// Runs DEL of one recorded network and removes it from the state.
     fn remove_network(&self, state: &mut ContainerState, index: usize) -> anyhow::Result<()> {
         let network = &state.networks[index];
         let target = Target {
@@ -289,8 +290,8 @@ impl Networks {
 
     /// Attaches a running container to one more network on the next free
     /// `ethN`, and adds it to the hosts files of the network's containers.
-    /// `netns` and `hosts_file` are used when hullctl did not set up the
-    /// container's namespace itself.
+    /// `netns_path` and `hosts_file` are used when hullctl did not set up
+    /// the container's namespace itself.
     pub fn connect(
         &self,
         container_id: &str,
@@ -311,6 +312,7 @@ impl Networks {
             ports: Vec::new(),
             networks: Vec::new(),
         });
+
         if state.network(&record.name).is_some() {
             bail!(
                 "container {name} is already connected to network {}",
@@ -323,6 +325,7 @@ impl Networks {
                 state.netns.display()
             );
         }
+
         let interface = state.next_interface();
         if let Err(err) = self.add_network(&mut state, &record, &interface, false) {
             if let Some(index) = state.networks.iter().position(|n| n.network == record.name) {
@@ -341,6 +344,7 @@ impl Networks {
                 record.name
             )));
         }
+
         let all = self.states.list()?;
         self.update_hosts_of(std::iter::once(&state), &all);
         self.update_peer_hosts(&state, &all);

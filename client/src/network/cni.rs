@@ -105,7 +105,7 @@ impl Plugins {
     }
 
     /// Runs ADD of every plugin of `list` in order, each given the previous
-    /// one's result, and returns the last result. `on_result` sees every
+    /// one's result, and returns the last result. `on_result` receives every
     /// plugin's result as soon as it exists, so that a caller can record
     /// what DEL will need even if a later plugin fails.
     pub fn add(
@@ -133,7 +133,7 @@ impl Plugins {
 
     /// Runs DEL of every plugin of `list` in reverse order, each given the
     /// result of ADD when it is known. Every plugin runs even when an
-    /// earlier one fails; the first failure is returned.
+    /// earlier one fails, and the first failure is returned.
     pub fn del(
         &self,
         list: &Value,

@@ -6,8 +6,8 @@ use serde_json::{json, Value};
 
 use super::record::NetworkRecord;
 
-/// CNI spec version of the generated lists; containernetworking-plugins
-/// 1.0 and later accept it.
+/// CNI spec version of the generated lists, which containernetworking-
+/// plugins 1.0 and later accept.
 pub const CNI_VERSION: &str = "1.0.0";
 
 /// Returns the conflist of a network: `bridge` (with `host-local` addresses

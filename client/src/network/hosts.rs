@@ -29,11 +29,12 @@ pub struct Peer {
 pub fn render(hostname: &str, name: &str, own_ip: Option<Ipv4Addr>, peers: &[Peer]) -> String {
     let mut text =
         String::from("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n");
-    if let Some(ip) = own_ip {
-        let mut names = vec![hostname];
-        if !name.is_empty() && name != hostname {
-            names.push(name);
-        }
+    let mut names = vec![hostname];
+    if name != hostname {
+        names.push(name);
+    }
+    names.retain(|name| !name.is_empty());
+    if let (Some(ip), false) = (own_ip, names.is_empty()) {
         text.push_str(&format!("{ip}\t{}\n", names.join(" ")));
     }
     text.push_str(&peer_lines(peers));
@@ -114,6 +115,8 @@ mod tests {
         );
         let alone = render("web", "web", None, &[]);
         assert_eq!(alone.lines().count(), 2);
+        let unnamed = render("", "web", Some(Ipv4Addr::new(10, 89, 3, 2)), &[]);
+        assert!(unnamed.ends_with("10.89.3.2\tweb\n"), "{unnamed}");
     }
 
     #[test]

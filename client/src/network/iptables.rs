@@ -1,7 +1,7 @@
 //! hull's own filter rules: traffic between two hull networks is dropped,
 //! and so is traffic between an internal network and any other interface.
 //!
-//! The FORWARD chain jumps first to `HULL-ISOLATION`, which holds the rules
+//! The FORWARD chain jumps first to `HULL-ISOLATION`, which contains the rules
 //! of each network, tagged with a comment that names it. Non-internal
 //! networks jump on to `HULL-ISOLATION-2`, which drops packets that leave
 //! through another hull bridge (every hull bridge name starts with
@@ -108,7 +108,7 @@ pub fn ensure_network(record: &NetworkRecord) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Deletes the network's rules; absent rules are no error.
+/// Deletes the network's rules. Absent rules are no error.
 pub fn remove_network(record: &NetworkRecord) -> anyhow::Result<()> {
     for rule in network_rules(record) {
         while rule_exists(CHAIN, &rule) {

@@ -38,8 +38,8 @@ use cni::Plugins;
 use record::Store;
 use state::StateDir;
 
-/// What `Networks::setup` made for a container; the container core keeps
-/// it in the container's record.
+/// Network namespace, interfaces and published ports of a container, which
+/// the container core keeps in the container's record.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub struct Attachment {
@@ -249,7 +249,7 @@ fn short_id(id: &str) -> &str {
     &id[..id.len().min(12)]
 }
 
-/// Deletes a network device with `ip link delete`; an absent device is no
+/// Deletes a network device with `ip link delete`. An absent device is no
 /// error.
 fn delete_link(name: &str) -> anyhow::Result<()> {
     if !Path::new("/sys/class/net").join(name).exists() {

@@ -14,6 +14,12 @@ use nix::sched::{unshare, CloneFlags};
 /// The namespace is made by a short-lived thread that unshares only its own
 /// network namespace, so the calling process and its other threads stay in
 /// theirs.
+///
+/// NOTE: the bind mount is private to hullctl's mount namespace unless the
+/// parent mount is shared. A mount namespace copied from it later with
+/// private propagation (`unshare -m`) keeps its own copy of the mount, and
+/// that copy keeps the namespace alive after `remove` until it exits. The
+/// CNI plugins delete the veths at DEL either way.
 pub fn create(path: &Path) -> anyhow::Result<()> {
     if let Some(dir) = path.parent() {
         fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;

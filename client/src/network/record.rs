@@ -50,7 +50,7 @@ pub struct NetworkRecord {
     pub created: String,
 }
 
-/// What `network create` was given.
+/// Options of `network create`.
 #[derive(Debug, Clone, Default)]
 pub struct CreateRequest {
     pub name: String,

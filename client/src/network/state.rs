@@ -1,4 +1,4 @@
-//! What hullctl set up for each container (`<run-root>/cni/containers/
+//! Record of what hullctl set up for each container (`<run-root>/cni/containers/
 //! <id>.json`), written before each step so that teardown can undo a setup
 //! that stopped midway, and the lock that serialises network changes.
 //!
@@ -30,7 +30,7 @@ pub struct ContainerState {
     /// hullctl made the namespace, so teardown removes it.
     pub owns_netns: bool,
     pub hosts_file: PathBuf,
-    /// Published ports, with host ports resolved; the first network
+    /// Published ports, with host ports resolved. The first network
     /// publishes them.
     pub ports: Vec<PortMapping>,
     pub networks: Vec<NetworkState>,
@@ -47,7 +47,7 @@ pub struct NetworkState {
     /// The port mappings were passed to this network's portmap plugin.
     pub publishes_ports: bool,
     /// The result of the last plugin whose ADD succeeded, given to DEL as
-    /// `prevResult`; None until the first plugin has run.
+    /// `prevResult`, or None until the first plugin has run.
     pub result: Option<Value>,
 }
 

@@ -2,8 +2,8 @@
 //! namespaces, veths on a bridge, iptables rules and address leases.
 //!
 //! The tests need root, `/usr/lib/cni`, iptables, iproute2, util-linux
-//! (`nsenter`, `unshare`) and the static busybox at `/bin/busybox`;
-//! without them they print why and pass. Each test uses its own run root,
+//! (`nsenter`, `unshare`) and the static busybox at `/bin/busybox`.
+//! Without them they print why and pass. Each test uses its own run root,
 //! network names and subnet, and removes all it made when it ends.
 
 use std::net::{Ipv4Addr, TcpListener};
@@ -52,8 +52,8 @@ fn unique_name(prefix: &str) -> String {
 }
 
 /// A run root and store root in a temporary directory, and everything made
-/// in them; dropping it tears down containers and removes networks even
-/// when the test failed.
+/// in them. Dropping it tears down the containers and removes the networks,
+/// even when the test failed.
 struct Fixture {
     dir: tempfile::TempDir,
     networks: Networks,
@@ -277,8 +277,18 @@ fn containers_resolve_peers_and_publish_ports() {
     let web_name = unique_name("web");
     let client_name = unique_name("client");
     let port = free_port();
+    let any_address = PortMapping {
+        host_ip: None,
+        host_port: 0,
+        container_port: 80,
+        protocol: Protocol::Tcp,
+    };
     let (web, web_attachment) = fixture
-        .setup(&web_name, &[&network], vec![loopback_mapping(port)])
+        .setup(
+            &web_name,
+            &[&network],
+            vec![loopback_mapping(port), any_address],
+        )
         .unwrap();
     let (client, client_attachment) = fixture
         .setup(&client_name, &[&network], Vec::new())
@@ -288,7 +298,10 @@ fn containers_resolve_peers_and_publish_ports() {
     assert!(network.subnet.contains(&web_ip.addr()), "{web_ip}");
     assert_eq!(web_attachment.networks[0].interface, "eth0");
     assert_eq!(web_attachment.networks[0].gateway, Some(network.gateway));
-    assert_eq!(web_attachment.ports, vec![loopback_mapping(port)]);
+    assert_eq!(web_attachment.ports.len(), 2);
+    assert_eq!(web_attachment.ports[0], loopback_mapping(port));
+    let picked_port = web_attachment.ports[1].host_port;
+    assert_ne!(picked_port, 0, "setup picks a free host port");
     assert_eq!(
         web_attachment.netns,
         fixture.run_root().join("netns").join(&web)
@@ -317,6 +330,8 @@ fn containers_resolve_peers_and_publish_ports() {
     );
     assert_eq!(by_name, "hello from web\n");
     let published = wget(None, None, &format!("http://127.0.0.1:{port}/"));
+    assert_eq!(published, "hello from web\n");
+    let published = wget(None, None, &format!("http://127.0.0.1:{picked_port}/"));
     assert_eq!(published, "hello from web\n");
     let members = fixture.networks.members(&network.name).unwrap();
     assert_eq!(members.len(), 2);
@@ -484,7 +499,8 @@ fn empty_network_list_gives_loopback_only() {
         .unwrap();
     let links = String::from_utf8_lossy(&output.stdout);
     assert_eq!(links.lines().count(), 1, "{links}");
-    assert!(links.starts_with("lo ") && links.contains("UP"), "{links}");
+    assert!(links.starts_with("lo "), "{links}");
+    assert!(links.contains("UP"), "{links}");
     let hosts = std::fs::read_to_string(fixture.hosts_file(&id)).unwrap();
     assert!(hosts.starts_with("127.0.0.1\tlocalhost\n"), "{hosts}");
     fixture.networks.teardown(&id).unwrap();
