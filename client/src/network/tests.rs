@@ -161,37 +161,53 @@ impl Drop for Fixture {
     }
 }
 
-/// Fetches `url` with busybox wget, in the network namespace `netns` when
-/// given, with `hosts_file` bind-mounted on /etc/hosts in a private mount
-/// namespace when given. Retries for a few seconds while the server starts.
-fn wget(netns: Option<&Path>, hosts_file: Option<&Path>, url: &str) -> String {
+/// Fetches `url` once with busybox wget, in the network namespace `netns`
+/// when given, with `hosts_file` bind-mounted on /etc/hosts in a private
+/// mount namespace when given, and gives up after `seconds`.
+fn fetch_once(
+    netns: Option<&Path>,
+    hosts_file: Option<&Path>,
+    url: &str,
+    seconds: u32,
+) -> Result<String, String> {
     let mut script = String::new();
     if let Some(hosts) = hosts_file {
         script.push_str(&format!("mount --bind {} /etc/hosts && ", hosts.display()));
     }
     // Debian's busybox-static 1.35 wget crashes with SIGSEGV when given -T,
-    // so timeout(1) bounds each try instead.
-    script.push_str(&format!("exec timeout 5 {BUSYBOX} wget -q -O - {url}"));
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let mut command = Command::new("nsenter");
-        if let Some(netns) = netns {
-            command.arg(format!("--net={}", netns.display()));
-        }
-        let output = command
-            .args(["unshare", "-m", "sh", "-c", &script])
-            .output()
-            .unwrap();
-        if output.status.success() {
-            return String::from_utf8_lossy(&output.stdout).into_owned();
-        }
-        assert!(
-            Instant::now() < deadline,
+    // so timeout(1) bounds the try instead.
+    script.push_str(&format!(
+        "exec timeout {seconds} {BUSYBOX} wget -q -O - {url}"
+    ));
+    let mut command = Command::new("nsenter");
+    if let Some(netns) = netns {
+        command.arg(format!("--net={}", netns.display()));
+    }
+    let output = command
+        .args(["unshare", "-m", "sh", "-c", &script])
+        .output()
+        .unwrap();
+    if output.status.success() {
+        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+    } else {
+        Err(format!(
             "wget {url} failed ({}): {}{}",
             output.status,
             String::from_utf8_lossy(&output.stdout),
             String::from_utf8_lossy(&output.stderr)
-        );
+        ))
+    }
+}
+
+/// Fetches `url` like `fetch_once`, retrying for up to 10 s while the
+/// server starts.
+fn wget(netns: Option<&Path>, hosts_file: Option<&Path>, url: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match fetch_once(netns, hosts_file, url, 5) {
+            Ok(body) => return body,
+            Err(err) => assert!(Instant::now() < deadline, "{err}"),
+        }
         std::thread::sleep(Duration::from_millis(200));
     }
 }
@@ -575,4 +591,34 @@ fn connect_and_disconnect_update_peers() {
     );
     let err = fixture.networks.disconnect(&web, &back.name).unwrap_err();
     assert!(err.to_string().contains("is not connected"), "{err}");
+}
+
+#[test]
+fn networks_are_isolated() {
+    if !can_run("networks_are_isolated") {
+        return;
+    }
+    let mut fixture = Fixture::new();
+    let first = fixture.create_network(false);
+    let second = fixture.create_network(false);
+    let (_, client) = fixture
+        .setup(&unique_name("client"), &[&first], Vec::new())
+        .unwrap();
+    let (_, server) = fixture
+        .setup(&unique_name("server"), &[&second], Vec::new())
+        .unwrap();
+    fixture.start_httpd(&server.netns, "hello from the other network\n");
+    let url = format!("http://{}/", server.networks[0].ip.addr());
+
+    // The host routes to both bridges, so only the isolation rules stop
+    // the client.
+    assert_eq!(wget(None, None, &url), "hello from the other network\n");
+    let rules = iptables_save();
+    let rule = format!("-i {} ! -o {}", first.bridge, first.bridge);
+    assert!(rules.contains(&rule), "{rules}");
+    let result = fetch_once(Some(&client.netns), None, &url, 2);
+    assert!(
+        result.is_err(),
+        "the client reached the other network: {result:?}"
+    );
 }
