@@ -622,3 +622,55 @@ fn networks_are_isolated() {
         "the client reached the other network: {result:?}"
     );
 }
+
+#[test]
+fn unknown_network_changes_nothing() {
+    let mut fixture = Fixture::new();
+    let err = fixture
+        .networks
+        .setup(&SetupRequest {
+            container_id: unique_name("c"),
+            name: String::from("web"),
+            hostname: String::from("web"),
+            networks: vec![String::from("no-such-network")],
+            ports: Vec::new(),
+            hosts_file: fixture.dir.path().join("hosts"),
+        })
+        .unwrap_err();
+    assert_eq!(err.to_string(), "network no-such-network not found");
+    assert!(!fixture.run_root().join("netns").exists());
+    assert!(!fixture.dir.path().join("hosts").exists());
+    fixture.containers.clear();
+}
+
+#[test]
+fn teardown_removes_what_a_crash_left() {
+    if !can_run("teardown_removes_what_a_crash_left") {
+        return;
+    }
+    let fixture = Fixture::new();
+
+    // A setup that stopped after writing its state, before the namespace.
+    let id = unique_name("c");
+    let state = state::ContainerState {
+        id: id.clone(),
+        name: String::from("web"),
+        netns: fixture.run_root().join("netns").join(&id),
+        owns_netns: true,
+        hosts_file: fixture.dir.path().join("hosts"),
+        ports: vec![loopback_mapping(free_port())],
+        networks: Vec::new(),
+    };
+    fixture.networks.states.write(&state).unwrap();
+    fixture.networks.teardown(&id).unwrap();
+    assert!(fixture.networks.attachment(&id).unwrap().is_none());
+
+    // A namespace whose state file is gone.
+    let orphan = unique_name("c");
+    let netns_path = fixture.run_root().join("netns").join(&orphan);
+    netns::create(&netns_path).unwrap();
+    assert!(netns::is_mounted(&netns_path));
+    fixture.networks.teardown(&orphan).unwrap();
+    assert!(!netns_path.exists());
+    fixture.networks.teardown(&orphan).unwrap();
+}
