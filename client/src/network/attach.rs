@@ -126,12 +126,12 @@ impl Networks {
             Err(err) => {
                 if let Err(undo) = self.teardown_locked(&request.container_id) {
                     eprintln!(
-                        "hullctl: cannot undo the network setup of container {}: {undo:#}",
+                        "hullctl: failed to undo the network setup of container {}: {undo:#}",
                         request.container_id
                     );
                 }
                 Err(err.context(format!(
-                    "cannot set up the network of container {}",
+                    "failed to set up the network of container {}",
                     request.container_id
                 )))
             }
@@ -168,7 +168,7 @@ impl Networks {
         self.plugins
             .exec("ADD", &target, &config)
             .map(drop)
-            .context("cannot bring up loopback")
+            .context("failed to bring up loopback")
     }
 
     /// Runs ADD of one network's conflist, recording the network before the
@@ -207,7 +207,7 @@ impl Networks {
                 last.result = Some(result.clone());
                 self.states.write(state)
             })
-            .with_context(|| format!("cannot attach network {}", record.name))?;
+            .with_context(|| format!("failed to attach network {}", record.name))?;
         Ok(())
     }
 
@@ -222,7 +222,7 @@ impl Networks {
         let runtime = runtime_config(&state.ports, network.publishes_ports);
         self.plugins
             .del(&network.config, &target, &runtime, network.result.as_ref())
-            .with_context(|| format!("cannot detach network {}", network.network))?;
+            .with_context(|| format!("failed to detach network {}", network.network))?;
         state.networks.remove(index);
         self.states.write(state)
     }
@@ -245,7 +245,7 @@ impl Networks {
         for target in targets {
             if let Err(err) = hosts::update_peers(&target.hosts_file, &target.peers(all)) {
                 eprintln!(
-                    "hullctl: cannot update the hosts file of container {}: {err:#}",
+                    "hullctl: failed to update the hosts file of container {}: {err:#}",
                     short_id(&target.id)
                 );
             }
@@ -279,7 +279,7 @@ impl Networks {
         );
         if let Some(err) = first_error {
             return Err(err.context(format!(
-                "cannot tear down the network of container {container_id}: run teardown again to retry"
+                "failed to tear down the network of container {container_id}: run teardown again to retry"
             )));
         }
         if state.owns_netns {
@@ -331,7 +331,7 @@ impl Networks {
             if let Some(index) = state.networks.iter().position(|n| n.network == record.name) {
                 if let Err(undo) = self.remove_network(&mut state, index) {
                     eprintln!(
-                        "hullctl: cannot undo the attachment of network {}: {undo:#}",
+                        "hullctl: failed to undo the attachment of network {}: {undo:#}",
                         record.name
                     );
                 }
@@ -340,7 +340,7 @@ impl Networks {
                 self.states.delete(container_id)?;
             }
             return Err(err.context(format!(
-                "cannot connect container {name} to network {}",
+                "failed to connect container {name} to network {}",
                 record.name
             )));
         }

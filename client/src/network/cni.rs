@@ -76,7 +76,7 @@ impl Plugins {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
-            .with_context(|| format!("cannot run CNI plugin {}", binary.display()))?;
+            .with_context(|| format!("failed to run CNI plugin {}", binary.display()))?;
         let input = serde_json::to_vec(config)?;
         let mut stdin = child.stdin.take().expect("stdin is piped");
         // A plugin that fails early may close stdin before reading it all:
@@ -85,7 +85,7 @@ impl Plugins {
         drop(stdin);
         let output = child
             .wait_with_output()
-            .with_context(|| format!("cannot wait for CNI plugin {plugin}"))?;
+            .with_context(|| format!("failed to wait for CNI plugin {plugin}"))?;
         if !output.status.success() {
             bail!(
                 "CNI plugin {plugin} {command} failed ({}): {}",

@@ -192,11 +192,13 @@ impl ContainerRecord {
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
                 bail!("container {reference} not found")
             }
-            Err(err) => return Err(err).with_context(|| format!("cannot read {}", dir.display())),
+            Err(err) => {
+                return Err(err).with_context(|| format!("failed to read {}", dir.display()))
+            }
         };
         let mut by_prefix = Vec::new();
         for entry in entries {
-            let entry = entry.with_context(|| format!("cannot read {}", dir.display()))?;
+            let entry = entry.with_context(|| format!("failed to read {}", dir.display()))?;
             let Ok(id) = entry.file_name().into_string() else {
                 continue;
             };
@@ -258,13 +260,13 @@ impl ContainerRecord {
 fn write_atomically(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     let temporary = path.with_extension("json.tmp");
     let mut file = fs::File::create(&temporary)
-        .with_context(|| format!("cannot create {}", temporary.display()))?;
+        .with_context(|| format!("failed to create {}", temporary.display()))?;
     file.write_all(bytes)
         .and_then(|()| file.sync_all())
-        .with_context(|| format!("cannot write {}", temporary.display()))?;
+        .with_context(|| format!("failed to write {}", temporary.display()))?;
     fs::rename(&temporary, path).with_context(|| {
         format!(
-            "cannot rename {} to {}",
+            "failed to rename {} to {}",
             temporary.display(),
             path.display()
         )

@@ -69,17 +69,17 @@ pub fn write_in_place(path: &Path, text: &str) -> anyhow::Result<()> {
         .create(true)
         .truncate(false)
         .open(path)
-        .with_context(|| format!("cannot open hosts file {}", path.display()))?;
+        .with_context(|| format!("failed to open hosts file {}", path.display()))?;
     file.seek(SeekFrom::Start(0))
         .and_then(|_| file.write_all(text.as_bytes()))
         .and_then(|()| file.set_len(text.len() as u64))
-        .with_context(|| format!("cannot write hosts file {}", path.display()))
+        .with_context(|| format!("failed to write hosts file {}", path.display()))
 }
 
 /// Rewrites the peer lines of the hosts file at `path` in place.
 pub fn update_peers(path: &Path, peers: &[Peer]) -> anyhow::Result<()> {
     let current = fs::read_to_string(path)
-        .with_context(|| format!("cannot read hosts file {}", path.display()))?;
+        .with_context(|| format!("failed to read hosts file {}", path.display()))?;
     let text = replace_peers(&current, peers);
     if text != current {
         write_in_place(path, &text)?;

@@ -23,7 +23,7 @@ fn iptables(args: &[&str]) -> anyhow::Result<String> {
         .args(["-w", "-t", "filter"])
         .args(args)
         .output()
-        .context("cannot run iptables: install the iptables package")?;
+        .context("failed to run iptables: install the iptables package")?;
     if !output.status.success() {
         bail!(
             "iptables {} failed: {}",
@@ -96,13 +96,14 @@ fn ensure_chains() -> anyhow::Result<()> {
 /// Adds the network's rules when absent.
 pub fn ensure_network(record: &NetworkRecord) -> anyhow::Result<()> {
     ensure_chains()
-        .with_context(|| format!("cannot set up iptables rules of network {}", record.name))?;
+        .with_context(|| format!("failed to set up iptables rules of network {}", record.name))?;
     for rule in network_rules(record) {
         if !rule_exists(CHAIN, &rule) {
             let mut args = vec!["-A", CHAIN];
             args.extend(rule.iter().map(String::as_str));
-            iptables(&args)
-                .with_context(|| format!("cannot add iptables rules of network {}", record.name))?;
+            iptables(&args).with_context(|| {
+                format!("failed to add iptables rules of network {}", record.name)
+            })?;
         }
     }
     Ok(())
@@ -115,7 +116,7 @@ pub fn remove_network(record: &NetworkRecord) -> anyhow::Result<()> {
             let mut args = vec!["-D", CHAIN];
             args.extend(rule.iter().map(String::as_str));
             iptables(&args).with_context(|| {
-                format!("cannot delete iptables rules of network {}", record.name)
+                format!("failed to delete iptables rules of network {}", record.name)
             })?;
         }
     }

@@ -208,7 +208,7 @@ impl Networks {
         let leases = self.ipam_dir().join(&record.name);
         if let Err(err) = std::fs::remove_dir_all(&leases) {
             if err.kind() != std::io::ErrorKind::NotFound {
-                return Err(err).with_context(|| format!("cannot remove {}", leases.display()));
+                return Err(err).with_context(|| format!("failed to remove {}", leases.display()));
             }
         }
         self.store.delete(&record.name)
@@ -231,7 +231,7 @@ impl Networks {
             ..CreateRequest::default()
         };
         self.create_locked(&request, Some(record::DEFAULT_BRIDGE), routes)
-            .context("cannot create the default network")
+            .context("failed to create the default network")
     }
 
     /// Returns the container's current attachment, or None when hullctl
@@ -258,10 +258,10 @@ fn delete_link(name: &str) -> anyhow::Result<()> {
     let output = Command::new("ip")
         .args(["link", "delete", name])
         .output()
-        .context("cannot run ip: install the iproute2 package")?;
+        .context("failed to run ip: install the iproute2 package")?;
     if !output.status.success() && Path::new("/sys/class/net").join(name).exists() {
         bail!(
-            "cannot delete bridge {name}: {}",
+            "failed to delete bridge {name}: {}",
             String::from_utf8_lossy(&output.stderr).trim()
         );
     }

@@ -22,16 +22,16 @@ use nix::sched::{unshare, CloneFlags};
 /// CNI plugins delete the veths at DEL either way.
 pub fn create(path: &Path) -> anyhow::Result<()> {
     if let Some(dir) = path.parent() {
-        fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        fs::create_dir_all(dir).with_context(|| format!("failed to create {}", dir.display()))?;
     }
     fs::OpenOptions::new()
         .write(true)
         .create_new(true)
         .open(path)
-        .with_context(|| format!("cannot create network namespace file {}", path.display()))?;
+        .with_context(|| format!("failed to create network namespace file {}", path.display()))?;
     let target = path.to_path_buf();
     let result = std::thread::spawn(move || -> anyhow::Result<()> {
-        unshare(CloneFlags::CLONE_NEWNET).context("cannot unshare a network namespace")?;
+        unshare(CloneFlags::CLONE_NEWNET).context("failed to unshare a network namespace")?;
         let source = format!("/proc/self/task/{}/ns/net", nix::unistd::gettid());
         mount(
             Some(source.as_str()),
@@ -40,7 +40,7 @@ pub fn create(path: &Path) -> anyhow::Result<()> {
             MsFlags::MS_BIND,
             None::<&str>,
         )
-        .with_context(|| format!("cannot bind-mount {source} on {}", target.display()))
+        .with_context(|| format!("failed to bind-mount {source} on {}", target.display()))
     })
     .join();
     let result = match result {
@@ -60,12 +60,15 @@ pub fn create(path: &Path) -> anyhow::Result<()> {
 pub fn remove(path: &Path) -> anyhow::Result<()> {
     match umount2(path, MntFlags::MNT_DETACH) {
         Ok(()) | Err(nix::errno::Errno::ENOENT) | Err(nix::errno::Errno::EINVAL) => {}
-        Err(err) => bail!("cannot unmount network namespace {}: {err}", path.display()),
+        Err(err) => bail!(
+            "failed to unmount network namespace {}: {err}",
+            path.display()
+        ),
     }
     match fs::remove_file(path) {
         Ok(()) => Ok(()),
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(err) => Err(err).with_context(|| format!("cannot remove {}", path.display())),
+        Err(err) => Err(err).with_context(|| format!("failed to remove {}", path.display())),
     }
 }
 

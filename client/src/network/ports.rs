@@ -223,7 +223,7 @@ fn try_bind(mapping: &PortMapping) -> anyhow::Result<()> {
             socket.ip()
         ),
         Err(err) => Err(err)
-            .with_context(|| format!("cannot bind host socket {socket}/{}", mapping.protocol)),
+            .with_context(|| format!("failed to bind host socket {socket}/{}", mapping.protocol)),
     }
 }
 
@@ -244,7 +244,7 @@ fn pick_free_port(
             Protocol::Tcp => TcpListener::bind(socket).and_then(|s| s.local_addr()),
             Protocol::Udp => UdpSocket::bind(socket).and_then(|s| s.local_addr()),
         }
-        .with_context(|| format!("cannot find a free host port for {mapping}"))?
+        .with_context(|| format!("failed to find a free host port for {mapping}"))?
         .port();
         let candidate = PortMapping {
             host_port: port,

@@ -132,7 +132,7 @@ pub struct HostRoute {
 
 /// Reads the host's IPv4 routes except default routes.
 pub fn host_routes() -> anyhow::Result<Vec<HostRoute>> {
-    let text = fs::read_to_string("/proc/net/route").context("cannot read /proc/net/route")?;
+    let text = fs::read_to_string("/proc/net/route").context("failed to read /proc/net/route")?;
     Ok(parse_routes(&text))
 }
 
@@ -214,7 +214,7 @@ pub fn new_id() -> anyhow::Result<String> {
     let mut bytes = [0u8; 32];
     fs::File::open("/dev/urandom")
         .and_then(|mut file| std::io::Read::read_exact(&mut file, &mut bytes))
-        .context("cannot read /dev/urandom")?;
+        .context("failed to read /dev/urandom")?;
     Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
@@ -238,13 +238,13 @@ impl Store {
             Ok(entries) => entries,
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
             Err(err) => {
-                return Err(err).with_context(|| format!("cannot read {}", self.dir.display()))
+                return Err(err).with_context(|| format!("failed to read {}", self.dir.display()))
             }
         };
         let mut records = Vec::new();
         for entry in entries {
             let path = entry
-                .with_context(|| format!("cannot read {}", self.dir.display()))?
+                .with_context(|| format!("failed to read {}", self.dir.display()))?
                 .path();
             if path.extension().is_some_and(|ext| ext == "json") {
                 records.push(read_record(&path)?);
@@ -286,19 +286,19 @@ impl Store {
     /// Writes a record atomically: a reader sees the old file or the new one.
     pub fn write(&self, record: &NetworkRecord) -> anyhow::Result<()> {
         fs::create_dir_all(&self.dir)
-            .with_context(|| format!("cannot create {}", self.dir.display()))?;
+            .with_context(|| format!("failed to create {}", self.dir.display()))?;
         let path = self.path(&record.name);
         let temporary = self.dir.join(format!(".{}.json.tmp", record.name));
         let mut json = serde_json::to_vec_pretty(record)?;
         json.push(b'\n');
         let mut file = fs::File::create(&temporary)
-            .with_context(|| format!("cannot create {}", temporary.display()))?;
+            .with_context(|| format!("failed to create {}", temporary.display()))?;
         file.write_all(&json)
             .and_then(|()| file.sync_all())
-            .with_context(|| format!("cannot write {}", temporary.display()))?;
+            .with_context(|| format!("failed to write {}", temporary.display()))?;
         fs::rename(&temporary, &path).with_context(|| {
             format!(
-                "cannot rename {} to {}",
+                "failed to rename {} to {}",
                 temporary.display(),
                 path.display()
             )
@@ -310,13 +310,13 @@ impl Store {
         match fs::remove_file(&path) {
             Ok(()) => Ok(()),
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(err) => Err(err).with_context(|| format!("cannot remove {}", path.display())),
+            Err(err) => Err(err).with_context(|| format!("failed to remove {}", path.display())),
         }
     }
 }
 
 fn read_record(path: &Path) -> anyhow::Result<NetworkRecord> {
-    let bytes = fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let bytes = fs::read(path).with_context(|| format!("failed to read {}", path.display()))?;
     serde_json::from_slice(&bytes)
         .with_context(|| format!("invalid network record {}", path.display()))
 }

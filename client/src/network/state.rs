@@ -140,17 +140,18 @@ impl StateDir {
     /// attachments holds, across hullctl processes that share a run root.
     pub fn lock(&self) -> anyhow::Result<Flock<fs::File>> {
         if let Some(dir) = self.lock_path.parent() {
-            fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+            fs::create_dir_all(dir)
+                .with_context(|| format!("failed to create {}", dir.display()))?;
         }
         let file = fs::OpenOptions::new()
             .create(true)
             .truncate(false)
             .write(true)
             .open(&self.lock_path)
-            .with_context(|| format!("cannot open {}", self.lock_path.display()))?;
+            .with_context(|| format!("failed to open {}", self.lock_path.display()))?;
         Flock::lock(file, FlockArg::LockExclusive)
             .map_err(|(_, errno)| errno)
-            .with_context(|| format!("cannot lock {}", self.lock_path.display()))
+            .with_context(|| format!("failed to lock {}", self.lock_path.display()))
     }
 
     fn path(&self, id: &str) -> PathBuf {
@@ -162,7 +163,9 @@ impl StateDir {
         let bytes = match fs::read(&path) {
             Ok(bytes) => bytes,
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(err) => return Err(err).with_context(|| format!("cannot read {}", path.display())),
+            Err(err) => {
+                return Err(err).with_context(|| format!("failed to read {}", path.display()))
+            }
         };
         serde_json::from_slice(&bytes)
             .map(Some)
@@ -175,13 +178,13 @@ impl StateDir {
             Ok(entries) => entries,
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
             Err(err) => {
-                return Err(err).with_context(|| format!("cannot read {}", self.dir.display()))
+                return Err(err).with_context(|| format!("failed to read {}", self.dir.display()))
             }
         };
         let mut states = Vec::new();
         for entry in entries {
             let name = entry
-                .with_context(|| format!("cannot read {}", self.dir.display()))?
+                .with_context(|| format!("failed to read {}", self.dir.display()))?
                 .file_name();
             let Some(id) = name.to_str().and_then(|name| name.strip_suffix(".json")) else {
                 continue;
@@ -197,18 +200,18 @@ impl StateDir {
     /// Writes a state atomically (write, fsync, rename).
     pub fn write(&self, state: &ContainerState) -> anyhow::Result<()> {
         fs::create_dir_all(&self.dir)
-            .with_context(|| format!("cannot create {}", self.dir.display()))?;
+            .with_context(|| format!("failed to create {}", self.dir.display()))?;
         let path = self.path(&state.id);
         let temporary = self.dir.join(format!(".{}.json.tmp", state.id));
         let json = serde_json::to_vec_pretty(state)?;
         let mut file = fs::File::create(&temporary)
-            .with_context(|| format!("cannot create {}", temporary.display()))?;
+            .with_context(|| format!("failed to create {}", temporary.display()))?;
         file.write_all(&json)
             .and_then(|()| file.sync_all())
-            .with_context(|| format!("cannot write {}", temporary.display()))?;
+            .with_context(|| format!("failed to write {}", temporary.display()))?;
         fs::rename(&temporary, &path).with_context(|| {
             format!(
-                "cannot rename {} to {}",
+                "failed to rename {} to {}",
                 temporary.display(),
                 path.display()
             )
@@ -220,7 +223,7 @@ impl StateDir {
         match fs::remove_file(&path) {
             Ok(()) => Ok(()),
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(err) => Err(err).with_context(|| format!("cannot remove {}", path.display())),
+            Err(err) => Err(err).with_context(|| format!("failed to remove {}", path.display())),
         }
     }
 }

@@ -439,7 +439,7 @@ fn setup_failure_undoes_every_step() {
 
     let err = format!("{:#}", result.unwrap_err());
     assert!(
-        err.contains(&format!("cannot attach network {}", broken.name)),
+        err.contains(&format!("failed to attach network {}", broken.name)),
         "{err}"
     );
     let id = fixture.containers.last().unwrap().clone();
