@@ -6,11 +6,20 @@ use std::ffi::OsString;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
 
 use anyhow::{bail, Context};
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
 use serde_json::Value;
 
 use super::conflist::plugin_config;
+
+/// Time after which a plugin is killed, so that a hung plugin cannot keep
+/// the network lock forever. The plugins finish well within a second here,
+/// but iptables may wait for the xtables lock of a busy host.
+const PLUGIN_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// Directories searched for plugin binaries when `CNI_PATH` is unset:
 /// Debian's containernetworking-plugins, then the upstream default.
@@ -28,6 +37,7 @@ pub struct Target<'a> {
 #[derive(Debug, Clone)]
 pub struct Plugins {
     dirs: Vec<PathBuf>,
+    timeout: Duration,
 }
 
 impl Plugins {
@@ -37,7 +47,10 @@ impl Plugins {
             Some(path) if !path.is_empty() => std::env::split_paths(&path).collect(),
             _ => DEFAULT_PLUGIN_DIRS.iter().map(PathBuf::from).collect(),
         };
-        Plugins { dirs }
+        Plugins {
+            dirs,
+            timeout: PLUGIN_TIMEOUT,
+        }
     }
 
     fn find(&self, plugin: &str) -> anyhow::Result<PathBuf> {
@@ -78,14 +91,30 @@ impl Plugins {
             .spawn()
             .with_context(|| format!("failed to run CNI plugin {}", binary.display()))?;
         let input = serde_json::to_vec(config)?;
-        let mut stdin = child.stdin.take().expect("stdin is piped");
-        // A plugin that fails early may close stdin before reading it all:
-        // its exit status and stdout then explain the failure.
-        let _ = stdin.write_all(&input);
-        drop(stdin);
-        let output = child
-            .wait_with_output()
-            .with_context(|| format!("failed to wait for CNI plugin {plugin}"))?;
+        let pid = Pid::from_raw(child.id() as i32);
+        let (sender, receiver) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut stdin = child.stdin.take().expect("stdin is piped");
+            // A plugin that fails early may close stdin before reading it
+            // all: its exit status and stdout then explain the failure.
+            let _ = stdin.write_all(&input);
+            drop(stdin);
+            let _ = sender.send(child.wait_with_output());
+        });
+        let output = match receiver.recv_timeout(self.timeout) {
+            Ok(output) => {
+                output.with_context(|| format!("failed to wait for CNI plugin {plugin}"))?
+            }
+            Err(_) => {
+                // The thread has not reaped the child yet, so the pid is
+                // still the plugin's.
+                let _ = kill(pid, Signal::SIGKILL);
+                bail!(
+                    "CNI plugin {plugin} {command} timed out after {:?} and was killed",
+                    self.timeout
+                );
+            }
+        };
         if !output.status.success() {
             bail!(
                 "CNI plugin {plugin} {command} failed ({}): {}",
@@ -200,11 +229,87 @@ mod tests {
         assert_eq!(plugin_error(b"", b""), "no output");
     }
 
+    /// Writes an executable shell script named `name` into `dir`.
+    fn fake_plugin(dir: &Path, name: &str, script: &str) {
+        use std::os::unix::fs::PermissionsExt;
+        let path = dir.join(name);
+        std::fs::write(&path, format!("#!/bin/sh\n{script}\n")).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+
+    fn plugins_in(dir: &Path, timeout: Duration) -> Plugins {
+        Plugins {
+            dirs: vec![dir.to_path_buf()],
+            timeout,
+        }
+    }
+
+    fn target() -> Target<'static> {
+        Target {
+            container_id: "c1",
+            netns: Path::new("/run/netns/c1"),
+            interface: "eth0",
+        }
+    }
+
+    #[test]
+    fn exec_passes_environment_and_config() {
+        let dir = tempfile::tempdir().unwrap();
+        fake_plugin(
+            dir.path(),
+            "echo-env",
+            r#"config=$(cat)
+printf '{"command":"%s","id":"%s","netns":"%s","ifname":"%s","path":"%s","config":%s}' \
+  "$CNI_COMMAND" "$CNI_CONTAINERID" "$CNI_NETNS" "$CNI_IFNAME" "$CNI_PATH" "$config""#,
+        );
+        let plugins = plugins_in(dir.path(), PLUGIN_TIMEOUT);
+        let config = serde_json::json!({ "type": "echo-env", "name": "web" });
+        let result = plugins.exec("ADD", &target(), &config).unwrap();
+        assert_eq!(result["command"], "ADD");
+        assert_eq!(result["id"], "c1");
+        assert_eq!(result["netns"], "/run/netns/c1");
+        assert_eq!(result["ifname"], "eth0");
+        assert_eq!(result["path"], dir.path().to_str().unwrap());
+        assert_eq!(result["config"], config);
+    }
+
+    #[test]
+    fn exec_reports_plugin_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        fake_plugin(
+            dir.path(),
+            "failing",
+            r#"echo '{"code": 11, "msg": "address in use"}'; exit 1"#,
+        );
+        let plugins = plugins_in(dir.path(), PLUGIN_TIMEOUT);
+        let config = serde_json::json!({ "type": "failing" });
+        let err = plugins.exec("ADD", &target(), &config).unwrap_err();
+        let message = err.to_string();
+        assert!(
+            message.starts_with("CNI plugin failing ADD failed"),
+            "{message}"
+        );
+        assert!(message.ends_with("address in use (code 11)"), "{message}");
+    }
+
+    #[test]
+    fn exec_kills_a_hung_plugin() {
+        let dir = tempfile::tempdir().unwrap();
+        fake_plugin(dir.path(), "hung", "exec sleep 30");
+        let plugins = plugins_in(dir.path(), Duration::from_millis(300));
+        let started = std::time::Instant::now();
+        let config = serde_json::json!({ "type": "hung" });
+        let err = plugins.exec("DEL", &target(), &config).unwrap_err();
+        assert!(
+            err.to_string().contains("CNI plugin hung DEL timed out"),
+            "{err}"
+        );
+        assert!(started.elapsed() < Duration::from_secs(10));
+    }
+
     #[test]
     fn missing_plugin_is_named() {
-        let plugins = Plugins {
-            dirs: vec![PathBuf::from("/nonexistent")],
-        };
+        let plugins = plugins_in(Path::new("/nonexistent"), PLUGIN_TIMEOUT);
         let err = plugins.find("bridge").unwrap_err();
         assert!(
             err.to_string()
