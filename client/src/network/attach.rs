@@ -80,6 +80,7 @@ impl Networks {
     /// hosts files of the container and of its peers. On failure it undoes
     /// what it did and returns the error.
     pub fn setup(&self, request: &SetupRequest) -> anyhow::Result<Attachment> {
+        validate_container_id(&request.container_id)?;
         let _lock = self.states.lock()?;
         if self.states.read(&request.container_id)?.is_some() {
             bail!(
@@ -257,6 +258,7 @@ impl Networks {
     /// nothing is left, including on a second call or after a setup that
     /// stopped midway.
     pub fn teardown(&self, container_id: &str) -> anyhow::Result<()> {
+        validate_container_id(container_id)?;
         let _lock = self.states.lock()?;
         self.teardown_locked(container_id)
     }
@@ -300,6 +302,7 @@ impl Networks {
         hosts_file: &Path,
         network: &str,
     ) -> anyhow::Result<AttachedNetwork> {
+        validate_container_id(container_id)?;
         let _lock = self.states.lock()?;
         let record = self.store.find(network)?;
         let existing = self.states.read(container_id)?;
@@ -363,6 +366,7 @@ impl Networks {
     /// Detaches a container from one network and removes it from the hosts
     /// files of that network's containers.
     pub fn disconnect(&self, container_id: &str, network: &str) -> anyhow::Result<()> {
+        validate_container_id(container_id)?;
         let _lock = self.states.lock()?;
         let record = self.store.find(network)?;
         let state = self.states.read(container_id)?;
@@ -407,4 +411,58 @@ fn sharing(state: &ContainerState, all: &[ContainerState]) -> Vec<String> {
         })
         .map(|other| other.id.clone())
         .collect()
+}
+
+/// Checks that a container id can name files in the run root.
+fn validate_container_id(id: &str) -> anyhow::Result<()> {
+    let valid_start = id.chars().next().is_some_and(|c| c.is_ascii_alphanumeric());
+    let valid_rest = id
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
+    if !valid_start || !valid_rest || id.len() > 128 {
+        bail!("invalid container id {id:?}: use 1 to 128 letters, digits, '_', '.' or '-', starting with a letter or digit");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn container_ids_are_checked() {
+        for id in ["0123abcd", "web-1", "a.b_c"] {
+            assert!(validate_container_id(id).is_ok(), "{id}");
+        }
+        for id in ["", "../etc", "a/b", ".hidden", &"x".repeat(129)] {
+            assert!(validate_container_id(id).is_err(), "{id}");
+        }
+    }
+
+    #[test]
+    fn runtime_config_publishes_only_on_request() {
+        let ports = [
+            PortMapping {
+                host_ip: Some("127.0.0.1".parse().unwrap()),
+                host_port: 8080,
+                container_port: 80,
+                protocol: ports::Protocol::Tcp,
+            },
+            PortMapping {
+                host_ip: None,
+                host_port: 5353,
+                container_port: 53,
+                protocol: ports::Protocol::Udp,
+            },
+        ];
+        assert!(runtime_config(&ports, false).is_empty());
+        let config = runtime_config(&ports, true);
+        assert_eq!(
+            config["portMappings"],
+            json!([
+                { "hostPort": 8080, "containerPort": 80, "protocol": "tcp", "hostIP": "127.0.0.1" },
+                { "hostPort": 5353, "containerPort": 53, "protocol": "udp" },
+            ])
+        );
+    }
 }
