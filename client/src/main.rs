@@ -63,7 +63,7 @@ pub struct GlobalArgs {
         long,
         global = true,
         env = "HULL_RUN_ROOT",
-        default_value = "/run/hull/ctl"
+        default_value = paths::DEFAULT_RUN_ROOT
     )]
     pub run_root: PathBuf,
 }
@@ -122,6 +122,11 @@ enum Command {
         /// Resolve the reference on its registry instead of the store.
         #[arg(long)]
         remote: bool,
+    },
+    /// Create, list, inspect and remove container networks.
+    Network {
+        #[command(subcommand)]
+        command: network::command::NetworkCommand,
     },
     /// Check and store registry credentials.
     Login {
@@ -351,6 +356,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Volume { command } => dispatch_volume(&paths::Paths::new(&global), command),
+        Command::Network { command } => network::command::run(&paths::Paths::new(&global), command),
         command => {
             let channel = daemon::connect_or_start(&global).await?;
             dispatch(channel, command, &global).await
@@ -411,8 +417,11 @@ async fn dispatch(
         } => client.copy(&source, &destination, quiet).await,
         Command::Gc => client.gc().await,
         Command::Check => client.check().await,
-        Command::Login { .. } | Command::Logout { .. } | Command::Volume { .. } => {
-            unreachable!("login, logout and volume do not use the daemon")
+        Command::Login { .. }
+        | Command::Logout { .. }
+        | Command::Volume { .. }
+        | Command::Network { .. } => {
+            unreachable!("login, logout, volume and network do not use the daemon")
         }
         Command::Bundle { .. } => unreachable!("bundle commands are dispatched above"),
         Command::Container(_) => unreachable!("container commands are dispatched above"),

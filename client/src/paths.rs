@@ -10,6 +10,9 @@ use std::path::PathBuf;
 
 use crate::GlobalArgs;
 
+/// The default of `--run-root`.
+pub const DEFAULT_RUN_ROOT: &str = "/run/hull/ctl";
+
 /// The directories hullctl works in.
 #[derive(Debug, Clone)]
 pub struct Paths {

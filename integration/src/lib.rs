@@ -14,6 +14,7 @@ pub mod fixtures;
 pub mod host;
 pub mod image;
 pub mod layout;
+pub mod network;
 pub mod output;
 pub mod pty;
 pub mod registry;

@@ -210,10 +210,26 @@ fn status(row: &Row) -> String {
     }
 }
 
+/// The published ports: those of the running container's network setup,
+/// which has the host ports picked for `-p PORT`, else the requested ones.
+fn published(record: &ContainerRecord) -> Vec<super::record::PublishedPort> {
+    let attached = record
+        .network_attachment
+        .as_ref()
+        .and_then(|attachment| attachment.get("ports"))
+        .and_then(|ports| {
+            serde_json::from_value::<Vec<crate::network::PortMapping>>(ports.clone()).ok()
+        });
+    match attached {
+        Some(ports) if !ports.is_empty() => {
+            ports.iter().map(super::network::published_port).collect()
+        }
+        _ => record.settings.ports.clone(),
+    }
+}
+
 fn ports(record: &ContainerRecord) -> String {
-    record
-        .settings
-        .ports
+    published(record)
         .iter()
         .map(|port| {
             let ip = if port.host_ip.is_empty() {
@@ -244,7 +260,7 @@ pub async fn container_json(ctx: &Context, record: &ContainerRecord) -> Value {
         }
     };
     let mut port_bindings = serde_json::Map::new();
-    for port in &record.settings.ports {
+    for port in &published(record) {
         let key = format!("{}/{}", port.container_port, port.protocol);
         let binding = json!({ "HostIp": port.host_ip, "HostPort": port.host_port.to_string() });
         port_bindings
@@ -350,7 +366,7 @@ fn network_settings(record: &ContainerRecord) -> Value {
         "Gateway": first["Gateway"].as_str().unwrap_or_default(),
         "MacAddress": first["MacAddress"].as_str().unwrap_or_default(),
         "Networks": networks,
-        "Ports": record.settings.ports.iter().map(|port| json!({
+        "Ports": published(record).iter().map(|port| json!({
             "HostIp": port.host_ip, "HostPort": port.host_port,
             "ContainerPort": port.container_port, "Protocol": port.protocol,
         })).collect::<Vec<_>>(),

@@ -89,7 +89,7 @@ async fn start_locked(ctx: &Context, record: &ContainerRecord) -> anyhow::Result
     let dir = ctx.store.container_dir(id);
     mount_rootfs(&dir, &record.rootfs)?;
     let mut spec = read_spec(&dir)?;
-    let attachment = super::network::setup(ctx, record, &mut spec)?;
+    let attachment = super::network::setup(ctx, record, &mut spec).await?;
     ctx.store.update(id, |record| {
         record.network_attachment = attachment.clone();
         record.stopped_by_user = false;
@@ -137,7 +137,7 @@ async fn release_task(ctx: &Context, id: &str) {
             end_shim(ctx, id, shim_record).await;
         }
     }
-    if let Err(err) = super::network::teardown(ctx, id) {
+    if let Err(err) = super::network::teardown(ctx, id).await {
         tracing::warn!(container = %id, error = %format!("{err:#}"), "failed to tear down the network");
     }
 }
@@ -239,7 +239,7 @@ pub async fn finish(ctx: &Context, id: &str, wait: bool) -> anyhow::Result<Optio
         }));
     };
     let status = end_shim(ctx, id, &shim_record).await.or(exit);
-    if let Err(err) = super::network::teardown(ctx, id) {
+    if let Err(err) = super::network::teardown(ctx, id).await {
         tracing::warn!(container = %id, error = %format!("{err:#}"), "failed to tear down the network");
     }
     output::release(ctx, id);

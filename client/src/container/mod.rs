@@ -7,7 +7,7 @@ pub mod cli;
 mod create;
 pub mod inspect;
 mod lifecycle;
-mod network;
+pub mod network;
 pub mod options;
 mod output;
 mod record;

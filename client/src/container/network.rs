@@ -53,19 +53,24 @@ pub fn parse_ports(values: &[String]) -> anyhow::Result<Vec<PublishedPort>> {
     let mut ports = Vec::new();
     for value in values {
         for mapping in crate::network::parse_publish(value)? {
-            ports.push(PublishedPort {
-                host_ip: mapping.host_ip.map(|ip| ip.to_string()).unwrap_or_default(),
-                host_port: mapping.host_port,
-                container_port: mapping.container_port,
-                protocol: match mapping.protocol {
-                    Protocol::Tcp => "tcp",
-                    Protocol::Udp => "udp",
-                }
-                .to_owned(),
-            });
+            ports.push(published_port(&mapping));
         }
     }
     Ok(ports)
+}
+
+/// The record's form of a port mapping.
+pub fn published_port(mapping: &PortMapping) -> PublishedPort {
+    PublishedPort {
+        host_ip: mapping.host_ip.map(|ip| ip.to_string()).unwrap_or_default(),
+        host_port: mapping.host_port,
+        container_port: mapping.container_port,
+        protocol: match mapping.protocol {
+            Protocol::Tcp => "tcp",
+            Protocol::Udp => "udp",
+        }
+        .to_owned(),
+    }
 }
 
 fn port_mapping(port: &PublishedPort) -> anyhow::Result<PortMapping> {
@@ -126,7 +131,7 @@ fn resolv_conf() -> String {
 
 /// Sets up the network of `record` before its task is created and points
 /// the spec at it. Returns the attachment to record, if any.
-pub fn setup(
+pub async fn setup(
     ctx: &Context,
     record: &ContainerRecord,
     spec: &mut Value,
@@ -145,10 +150,6 @@ pub fn setup(
             .with_context(|| format!("failed to write {}", path.display()))?;
         return Ok(None);
     }
-    let networks = Networks::new(&ctx.paths);
-    if settings.networks.iter().any(|name| name == DEFAULT_NETWORK) {
-        networks.ensure_default()?;
-    }
     let ports = settings
         .ports
         .iter()
@@ -162,16 +163,29 @@ pub fn setup(
         ports,
         hosts_file: dir.join("hosts"),
     };
-    let attachment = networks.setup(&request)?;
-    if !attachment.netns.as_os_str().is_empty() {
-        set_netns(spec, &attachment.netns);
-    }
+    let paths = ctx.paths.clone();
+    let uses_default = settings.networks.iter().any(|name| name == DEFAULT_NETWORK);
+    // The CNI plugins run as child processes and the module waits for them.
+    let attachment = tokio::task::spawn_blocking(move || {
+        let networks = Networks::new(&paths);
+        if uses_default {
+            networks.ensure_default()?;
+        }
+        networks.setup(&request)
+    })
+    .await
+    .context("the network setup thread failed")??;
+    set_netns(spec, &attachment.netns);
     Ok(Some(serde_json::to_value(&attachment)?))
 }
 
 /// Removes the network setup of container `id`; safe to repeat.
-pub fn teardown(ctx: &Context, id: &str) -> anyhow::Result<()> {
-    Networks::new(&ctx.paths).teardown(id)
+pub async fn teardown(ctx: &Context, id: &str) -> anyhow::Result<()> {
+    let paths = ctx.paths.clone();
+    let id = id.to_owned();
+    tokio::task::spawn_blocking(move || Networks::new(&paths).teardown(&id))
+        .await
+        .context("the network teardown thread failed")?
 }
 
 fn set_netns(spec: &mut Value, netns: &Path) {
@@ -203,4 +217,69 @@ mod tests {
         assert!(mode(&["host".into(), "a".into()]).is_err());
         assert!(mode(&["".into(), "a".into()]).is_err());
     }
+}
+
+/// `network connect`: joins the running container `container` to
+/// `network` and keeps the network in its settings, so the next start
+/// joins it too.
+pub fn connect(
+    paths: &crate::paths::Paths,
+    networks: &Networks,
+    network: &str,
+    container: &str,
+) -> anyhow::Result<crate::network::AttachedNetwork> {
+    let store = super::Store::new(paths);
+    let record = store.find(container)?;
+    let netns = record
+        .network_attachment
+        .as_ref()
+        .and_then(|attachment| attachment["netns"].as_str())
+        .map(std::path::PathBuf::from)
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "container {} has no network namespace of hullctl's: start it, and use a network other than host",
+                record.name
+            )
+        })?;
+    let hosts = store.container_dir(&record.id).join("hosts");
+    let attached = networks.connect(&record.id, &record.name, &netns, &hosts, network)?;
+    let attachment = networks.attachment(&record.id)?;
+    let attachment = attachment.map(serde_json::to_value).transpose()?;
+    store.update(&record.id, |record| {
+        record.network_attachment = attachment;
+        if !record.settings.networks.iter().any(|name| name == network) {
+            record.settings.networks.push(network.to_owned());
+        }
+    })?;
+    Ok(attached)
+}
+
+/// `network disconnect`: removes the container from `network`, now and
+/// for later starts.
+pub fn disconnect(
+    paths: &crate::paths::Paths,
+    networks: &Networks,
+    network: &str,
+    container: &str,
+) -> anyhow::Result<()> {
+    let store = super::Store::new(paths);
+    let record = store.find(container)?;
+    if !record.settings.networks.iter().any(|name| name == network) {
+        bail!(
+            "container {} is not connected to network {network}",
+            record.name
+        );
+    }
+    if record.network_attachment.is_some() {
+        networks.disconnect(&record.id, network)?;
+    }
+    let attachment = networks.attachment(&record.id)?;
+    let attachment = attachment.map(serde_json::to_value).transpose()?;
+    store.update(&record.id, |record| {
+        if record.network_attachment.is_some() {
+            record.network_attachment = attachment;
+        }
+        record.settings.networks.retain(|name| name != network);
+    })?;
+    Ok(())
 }

@@ -61,7 +61,7 @@ pub async fn remove_resources(
     }
     lifecycle::force_delete(ctx, &record.id).await;
     super::shim::remove_dead_sockets(&dir);
-    if let Err(err) = super::network::teardown(ctx, &record.id) {
+    if let Err(err) = super::network::teardown(ctx, &record.id).await {
         tracing::warn!(container = %record.id, error = %format!("{err:#}"), "failed to tear down the network");
     }
     let rootfs = dir.join(ROOTFS_DIR);

@@ -122,9 +122,20 @@ fn foreground_run_passes_signals() {
     require_root!();
     require_tools!("docker-registry", "skopeo", "umoci");
     let host = Host::new();
-    let script = "trap 'echo got-int; exit 9' INT; touch /tmp/ready; while true; do sleep 0.1; done";
+    let script =
+        "trap 'echo got-int; exit 9' INT; touch /tmp/ready; while true; do sleep 0.1; done";
     let child = host
-        .command(&["run", "--network", "none", "--name", "sig", &host.busybox, "sh", "-c", script])
+        .command(&[
+            "run",
+            "--network",
+            "none",
+            "--name",
+            "sig",
+            &host.busybox,
+            "sh",
+            "-c",
+            script,
+        ])
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
@@ -136,7 +147,10 @@ fn foreground_run_passes_signals() {
         if ready.success() {
             break;
         }
-        assert!(std::time::Instant::now() < deadline, "the container never got ready: {ready}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the container never got ready: {ready}"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     nix::sys::signal::kill(

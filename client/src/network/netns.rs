@@ -1,0 +1,80 @@
+//! Network namespaces kept alive by a bind mount on a file, as `ip netns`
+//! does, so that they outlive the process that made them.
+
+use std::fs;
+use std::path::Path;
+
+use anyhow::{bail, Context};
+use nix::mount::{mount, umount2, MntFlags, MsFlags};
+use nix::sched::{unshare, CloneFlags};
+
+/// Creates a network namespace and bind-mounts it on `path`, which must
+/// not exist yet.
+///
+/// The namespace is made by a short-lived thread that unshares only its own
+/// network namespace, so the calling process and its other threads stay in
+/// theirs.
+///
+/// NOTE: the bind mount is private to hullctl's mount namespace unless the
+/// parent mount is shared. A mount namespace copied from it later with
+/// private propagation (`unshare -m`) keeps its own copy of the mount, and
+/// that copy keeps the namespace alive after `remove` until it exits. The
+/// CNI plugins delete the veths at DEL either way.
+pub fn create(path: &Path) -> anyhow::Result<()> {
+    if let Some(dir) = path.parent() {
+        fs::create_dir_all(dir).with_context(|| format!("failed to create {}", dir.display()))?;
+    }
+    fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)
+        .with_context(|| format!("failed to create network namespace file {}", path.display()))?;
+    let target = path.to_path_buf();
+    let result = std::thread::spawn(move || -> anyhow::Result<()> {
+        unshare(CloneFlags::CLONE_NEWNET).context("failed to unshare a network namespace")?;
+        let source = format!("/proc/self/task/{}/ns/net", nix::unistd::gettid());
+        mount(
+            Some(source.as_str()),
+            &target,
+            None::<&str>,
+            MsFlags::MS_BIND,
+            None::<&str>,
+        )
+        .with_context(|| format!("failed to bind-mount {source} on {}", target.display()))
+    })
+    .join();
+    let result = match result {
+        Ok(result) => result,
+        Err(_) => Err(anyhow::anyhow!(
+            "the thread creating the network namespace panicked"
+        )),
+    };
+    if result.is_err() {
+        let _ = fs::remove_file(path);
+    }
+    result
+}
+
+/// Unmounts and removes a namespace file. A file that is absent or not
+/// mounted is no error, so that a second call succeeds.
+pub fn remove(path: &Path) -> anyhow::Result<()> {
+    match umount2(path, MntFlags::MNT_DETACH) {
+        Ok(()) | Err(nix::errno::Errno::ENOENT) | Err(nix::errno::Errno::EINVAL) => {}
+        Err(err) => bail!(
+            "failed to unmount network namespace {}: {err}",
+            path.display()
+        ),
+    }
+    match fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(err) => Err(err).with_context(|| format!("failed to remove {}", path.display())),
+    }
+}
+
+/// Returns true when `path` is a mounted network namespace.
+pub fn is_mounted(path: &Path) -> bool {
+    nix::sys::statfs::statfs(path)
+        .map(|stat| stat.filesystem_type() == nix::sys::statfs::NSFS_MAGIC)
+        .unwrap_or(false)
+}
