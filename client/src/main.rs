@@ -5,6 +5,7 @@ mod bundle;
 mod commands;
 mod daemon;
 mod format;
+mod logs;
 #[allow(dead_code)]
 mod paths;
 mod progress;
@@ -172,6 +173,11 @@ enum Command {
     Gc,
     /// Verify stored blobs and metadata.
     Check,
+    /// Print a container's output.
+    Logs(logs::LogsArgs),
+    /// Write a container's output to its log (run by the shim).
+    #[command(hide = true)]
+    Logger(logs::LoggerArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -237,6 +243,10 @@ fn main() -> ExitCode {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
     let cli = Cli::parse();
+    if let Command::Logger(args) = &cli.command {
+        // The logger starts with every container: it needs no async runtime.
+        return logs::logger::main(&args.log_path, &args.options);
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -267,6 +277,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             password_stdin,
         } => commands::login(&global, &registry, username, password, password_stdin).await,
         Command::Logout { registry } => commands::logout(&global, &registry).await,
+        Command::Logs(args) => logs::run(&global, args).await,
         command => {
             let channel = daemon::connect_or_start(&global).await?;
             dispatch(channel, command, &global).await
@@ -320,8 +331,8 @@ async fn dispatch(
         } => client.copy(&source, &destination, quiet).await,
         Command::Gc => client.gc().await,
         Command::Check => client.check().await,
-        Command::Login { .. } | Command::Logout { .. } => {
-            unreachable!("login and logout do not use the daemon")
+        Command::Login { .. } | Command::Logout { .. } | Command::Logs(_) | Command::Logger(_) => {
+            unreachable!("login, logout, logs and logger do not use the daemon")
         }
         Command::Bundle { .. } => unreachable!("bundle commands are dispatched above"),
     }
