@@ -37,6 +37,7 @@ impl Logger {
         };
         let (stderr_read, stderr_write) = nix::unistd::pipe2(OFlag::O_CLOEXEC).unwrap();
         let (ready_read, ready_write) = nix::unistd::pipe2(OFlag::O_CLOEXEC).unwrap();
+
         let mut command = Command::new(HULLCTL);
         command
             .arg("logger")
@@ -59,6 +60,7 @@ impl Logger {
         }
         let child = command.spawn().expect("failed to start hullctl logger");
         drop((stdout_read, stderr_read, ready_write));
+
         // The logger closes fd 5 when ready, which ends this read.
         let mut ready = std::fs::File::from(ready_read);
         let mut byte = [0u8; 1];
@@ -246,11 +248,16 @@ fn exit_command_runs_after_output_ends() {
         ],
         None,
     );
+
     logger.write_stdout(b"last words\n");
     std::thread::sleep(Duration::from_millis(200));
-    assert!(!started.exists(), "the exit command ran before the output ended");
+    assert!(
+        !started.exists(),
+        "the exit command ran before the output ended"
+    );
     logger.close();
     assert!(logger.wait().success());
+
     // The logger exits without waiting for the command.
     assert!(!finished.exists(), "the logger waited for the exit command");
     wait_for_file(&started);
@@ -277,6 +284,7 @@ fn sigterm_drains_readable_output() {
         &["exit-arg", "/bin/sh", "exit-arg", "-c", "exit-arg", &script],
         None,
     );
+
     logger.write_stdout(b"before\n");
     // Stop the logger so that the next output is still in the pipes when
     // SIGTERM arrives.
@@ -288,6 +296,7 @@ fn sigterm_drains_readable_output() {
     // The write ends stay open: the logger must stop on the signal alone.
     let status = logger.wait();
     assert!(status.success(), "{status}");
+
     let records = records(&log);
     let stdout: String = records
         .iter()

@@ -3,10 +3,11 @@
 //! log.
 //!
 //! The shim passes the read ends of the container's stdout and stderr as
-//! fds 3 and 4 (for a terminal, fd 3 is the pty master and fd 4 is empty)
-//! and a pipe as fd 5, which the logger closes once the log is open. The
-//! logger copies until both streams end, then starts the exit command, if
-//! any, in a new session without waiting for it, and exits.
+//! fds 3 and 4, and a pipe as fd 5, which the logger closes once the log is
+//! open. For a terminal, fd 3 carries the terminal's output and fd 4 is
+//! empty. A pty master on fd 3 works too, and its output ends with EIO. The
+//! logger copies until both streams end. Then it starts the exit command,
+//! if any, in a new session without waiting for it, and exits.
 //!
 //! It starts once per container, so it stays small: one thread, poll(2) on
 //! both streams and a signalfd, and no async runtime. On SIGTERM or SIGINT
@@ -103,7 +104,7 @@ fn inherited_fds() -> anyhow::Result<[OwnedFd; 3]> {
 }
 
 /// Blocks SIGTERM and SIGINT and returns a signalfd that reports them, so
-/// that poll(2) sees a stop request beside the output.
+/// that poll(2) waits for a stop request beside the output.
 fn block_stop_signals() -> anyhow::Result<SignalFd> {
     let mut mask = SigSet::empty();
     mask.add(Signal::SIGTERM);

@@ -2,7 +2,8 @@
 
 use anyhow::{bail, Context};
 
-/// How large a log file grows and how many files a container keeps.
+/// Rotation limits of a container's log: the maximum size of a file and
+/// the number of files kept.
 ///
 /// The defaults, 20 MiB and 5 files, are those of docker's `local` log
 /// driver. Docker's json-file driver keeps one file without a size limit by
@@ -67,11 +68,13 @@ pub fn parse_size(value: &str) -> anyhow::Result<Option<u64>> {
     if text == "-1" {
         return Ok(None);
     }
+
     let digits = text
         .find(|c: char| !c.is_ascii_digit() && c != '.')
         .unwrap_or(text.len());
     let (number, unit) = text.split_at(digits);
     let number: f64 = number.parse().ok().with_context(invalid)?;
+
     let unit = unit.trim_start().to_ascii_lowercase();
     let unit = unit
         .strip_suffix("ib")
@@ -85,6 +88,7 @@ pub fn parse_size(value: &str) -> anyhow::Result<Option<u64>> {
         "t" => 1 << 40,
         _ => bail!(invalid()),
     };
+
     let bytes = number * scale as f64;
     if !(1.0..=u64::MAX as f64).contains(&bytes) {
         bail!(invalid());

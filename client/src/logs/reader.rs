@@ -16,12 +16,11 @@ use super::record::{decode, format_time, Stream};
 use super::segment::{file_id, open_segments, rotated_files, FileId, Segment};
 use super::tail::find_tail_start;
 
-/// Longest time a follower waits before it asks again whether the
-/// container has exited, and the period of its checks when inotify is
-/// unavailable.
+/// Maximum time between two calls of a follower's `exited` check, and the
+/// period of its reads when inotify is unavailable.
 const FOLLOW_INTERVAL: Duration = Duration::from_millis(250);
 
-/// What to print of a log.
+/// Filters and format of a log read.
 #[derive(Debug, Clone, Default)]
 pub struct ReadOptions {
     /// Keep printing new output until the container exits.
@@ -193,7 +192,7 @@ impl Reader<'_> {
     }
 }
 
-/// Where each line of a stream stands.
+/// Progress of the current line of one stream.
 #[derive(Default, Clone, Copy)]
 struct LineState {
     /// A partial record started the current line.

@@ -240,6 +240,7 @@ fn follow_through_rotation() {
             done.store(true, Ordering::SeqCst);
         })
     };
+
     let options = ReadOptions {
         follow: true,
         tail: Some(2),
@@ -250,6 +251,7 @@ fn follow_through_rotation() {
     let finished = || done.load(Ordering::SeqCst);
     read_logs(&path, &options, &mut stdout, &mut stderr, finished).unwrap();
     writer.join().unwrap();
+
     let expected_out: String = (3..200)
         .filter(|i| i < &5 || i % 7 != 0)
         .map(|i| format!("line {i}\n"))

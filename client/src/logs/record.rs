@@ -11,8 +11,9 @@ use std::borrow::Cow;
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 
-/// Maximum number of output bytes in one record, as in docker, which splits
-/// longer lines into partial records of 16 KiB.
+/// Maximum number of output bytes in one record. Docker's log copier
+/// (`daemon/logger/copier.go`) also splits longer lines into partial
+/// records of 16 KiB.
 pub const MAX_RECORD_BYTES: usize = 16 * 1024;
 
 /// The output stream a record came from.
@@ -82,7 +83,7 @@ pub fn decode(line: &[u8]) -> Option<Record<'_>> {
 }
 
 /// Appends the record of `log` to `out` as one line. Bytes that are not
-/// UTF-8 become U+FFFD, as in docker, because a JSON string holds text.
+/// UTF-8 become U+FFFD, because a JSON string contains text only.
 pub fn encode(out: &mut Vec<u8>, stream: Stream, log: &[u8], time: DateTime<Utc>) {
     let raw = RawRecord {
         log: String::from_utf8_lossy(log),

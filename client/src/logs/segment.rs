@@ -11,7 +11,7 @@ use super::writer::rotated_path;
 const READ_SIZE: usize = 64 * 1024;
 
 /// Length past which a line without a newline is not a record. A record
-/// holds at most 16 KiB of output, which JSON escapes to at most 96 KiB.
+/// contains at most 16 KiB of output, which JSON escapes to at most 96 KiB.
 const MAX_LINE: usize = 1024 * 1024;
 
 /// Device and inode of a file, which stay with it through renames.
@@ -304,7 +304,8 @@ mod tests {
         }
         assert_eq!(seen.len(), 3);
         assert_eq!(seen[0], 4);
-        assert!(seen[1] > MAX_LINE && seen[1] < huge.len(), "{}", seen[1]);
+        assert!(seen[1] > MAX_LINE, "{}", seen[1]);
+        assert!(seen[1] < huge.len(), "{}", seen[1]);
         assert_eq!(seen[2], 5);
     }
 

@@ -10,7 +10,7 @@ use super::segment::{BackwardLines, FileId, Segment};
 /// record of an earlier stream may still continue an included line.
 const CONTINUATION_LOOKBACK: usize = 1024;
 
-/// Where printing starts for `--tail`.
+/// Start position of a `--tail` read.
 #[derive(Debug, Default)]
 pub struct TailStart {
     /// Index of the first segment to read.

@@ -20,7 +20,7 @@ const MAX_SIZE: &str = "max-size";
 const MAX_FILE: &str = "max-file";
 const EXIT_ARG: &str = "exit-arg";
 
-/// What a logger writes and runs, as parsed from its arguments.
+/// Configuration of a logger, parsed from its arguments.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LoggerConfig {
     pub log_path: PathBuf,

@@ -374,7 +374,8 @@ mod tests {
         }
         for file in [&path, &rotated_path(&path, 1), &rotated_path(&path, 2)] {
             let size = std::fs::metadata(file).unwrap().len();
-            assert!(size > 0 && size <= 200, "{}: {size}", file.display());
+            assert!(size > 0, "{} is empty", file.display());
+            assert!(size <= 200, "{}: {size} bytes", file.display());
         }
         assert!(!rotated_path(&path, 3).exists());
         let mut all = logs(&rotated_path(&path, 2));
