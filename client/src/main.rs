@@ -6,6 +6,7 @@ mod commands;
 mod container;
 mod daemon;
 mod format;
+mod logs;
 mod network;
 mod paths;
 mod progress;
@@ -188,6 +189,11 @@ enum Command {
     Check,
     #[command(flatten)]
     Container(container::cli::ContainerCommand),
+    /// Print a container's output.
+    Logs(logs::LogsArgs),
+    /// Write a container's output to its log (run by the shim).
+    #[command(hide = true)]
+    Logger(logs::LoggerArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -300,6 +306,10 @@ fn main() -> ExitCode {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
     let cli = Cli::parse();
+    if let Command::Logger(args) = &cli.command {
+        // The logger starts with every container: it needs no async runtime.
+        return logs::logger::main(&args.log_path, &args.options);
+    }
     // The runtime's threads write to gRPC sockets, which a shim closes when
     // it exits: there the write must fail with EPIPE instead of ending
     // hullctl, so those threads block SIGPIPE.
@@ -357,6 +367,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Volume { command } => dispatch_volume(&paths::Paths::new(&global), command),
         Command::Network { command } => network::command::run(&paths::Paths::new(&global), command),
+        Command::Logs(args) => logs::run(&global, args).await,
         command => {
             let channel = daemon::connect_or_start(&global).await?;
             dispatch(channel, command, &global).await
@@ -420,8 +431,10 @@ async fn dispatch(
         Command::Login { .. }
         | Command::Logout { .. }
         | Command::Volume { .. }
-        | Command::Network { .. } => {
-            unreachable!("login, logout, volume and network do not use the daemon")
+        | Command::Network { .. }
+        | Command::Logs(_)
+        | Command::Logger(_) => {
+            unreachable!("login, logout, volume, network, logs and logger do not use the daemon")
         }
         Command::Bundle { .. } => unreachable!("bundle commands are dispatched above"),
         Command::Container(_) => unreachable!("container commands are dispatched above"),

@@ -33,12 +33,6 @@ impl Paths {
         self.root.join("containers")
     }
 
-    /// `<root>/containers/<id>`: the container's record, bundle, rootfs
-    /// mount point, logs, hosts and resolv.conf files.
-    pub fn container(&self, id: &str) -> PathBuf {
-        self.containers().join(id)
-    }
-
     /// `<root>/volumes`: one directory per named volume.
     pub fn volumes(&self) -> PathBuf {
         self.root.join("volumes")

@@ -188,9 +188,15 @@ impl Service {
                 .map_err(|error| {
                     RpcStatus::internal(format!("failed to receive the pty master: {error}"))
                 })?;
-            io = attach_console(master, &process.stdio).map_err(|error| {
-                RpcStatus::internal(format!("failed to attach the terminal: {error}"))
-            })?;
+            let env = LoggerEnv {
+                container_id: &container.id,
+                namespace: &self.namespace,
+            };
+            io = attach_console(master, &process.stdio, &env, &self.reaper)
+                .await
+                .map_err(|error| {
+                    RpcStatus::internal(format!("failed to attach the terminal: {error}"))
+                })?;
         }
         let pid = read_pid_file(pid_file).map_err(|error| {
             RpcStatus::internal(format!(

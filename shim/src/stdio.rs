@@ -137,17 +137,37 @@ pub async fn open_pipes(
 
 /// Starts the copies between a pty master and the FIFOs. The terminal
 /// merges stderr into stdout, so `paths.stderr` is unused.
-pub fn attach_console(master: OwnedFd, paths: &StdioPaths) -> std::io::Result<ProcessIo> {
+///
+/// For a `binary://` stdout, the logging program reads the terminal's
+/// output from a pipe that the shim fills from the master, and an empty
+/// pipe as its stderr. A copy of the master itself would share the
+/// master's O_NONBLOCK flag and end with EIO instead of end-of-file, which
+/// loggers that read with blocking calls do not expect. containerd's runc
+/// shim feeds such loggers through a pipe too.
+pub async fn attach_console(
+    master: OwnedFd,
+    paths: &StdioPaths,
+    env: &LoggerEnv<'_>,
+    reaper: &Reaper,
+) -> std::io::Result<ProcessIo> {
     let mut io = ProcessIo::default();
     set_nonblocking(&master)?;
-    if !paths.stdin.is_empty() {
-        let writer = pipe::Sender::from_owned_fd_unchecked(master.try_clone()?)?;
-        let fifo = open_input(&paths.stdin)?;
-        let (close, closed) = oneshot::channel();
-        io.stdin_close = Some(close);
-        tokio::spawn(copy_stdin(fifo, writer, closed));
-    }
-    if !paths.stdout.is_empty() {
+    if paths.stdout.starts_with(logger::SCHEME) {
+        let (output_read, output_write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
+        let (empty_read, empty_write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
+        drop(empty_write);
+        let logger = Logger::start(&paths.stdout, output_read, empty_read, env, reaper)
+            .await
+            .map_err(std::io::Error::other)?;
+        io.logger = Some(logger);
+        let reader = pipe::Receiver::from_owned_fd_unchecked(master.try_clone()?)?;
+        let output = Output::Pipe(pipe::Sender::from_owned_fd(output_write)?);
+        io.copies.push(tokio::spawn(copy_output(
+            reader,
+            output,
+            paths.stdout.clone(),
+        )));
+    } else if !paths.stdout.is_empty() {
         let reader = pipe::Receiver::from_owned_fd_unchecked(master.try_clone()?)?;
         let output = open_output(&paths.stdout)?;
         io.copies.push(tokio::spawn(copy_output(
@@ -155,6 +175,13 @@ pub fn attach_console(master: OwnedFd, paths: &StdioPaths) -> std::io::Result<Pr
             output,
             paths.stdout.clone(),
         )));
+    }
+    if !paths.stdin.is_empty() {
+        let writer = pipe::Sender::from_owned_fd_unchecked(master.try_clone()?)?;
+        let fifo = open_input(&paths.stdin)?;
+        let (close, closed) = oneshot::channel();
+        io.stdin_close = Some(close);
+        tokio::spawn(copy_stdin(fifo, writer, closed));
     }
     io.console = Some(master);
     Ok(io)
@@ -248,7 +275,8 @@ fn open_input(path: &str) -> std::io::Result<pipe::Receiver> {
 }
 
 enum Output {
-    Fifo(pipe::Sender),
+    /// A FIFO, or the pipe to a logging program.
+    Pipe(pipe::Sender),
     /// A regular file, written synchronously: writes to it do not block
     /// for long, and tokio's file type would need a thread pool.
     File(std::fs::File),
@@ -268,7 +296,7 @@ fn open_output(path: &str) -> std::io::Result<Output> {
     pipe::OpenOptions::new()
         .read_write(true)
         .open_sender(strip_fifo_scheme(path)?)
-        .map(Output::Fifo)
+        .map(Output::Pipe)
 }
 
 fn strip_fifo_scheme(path: &str) -> std::io::Result<&str> {
@@ -276,13 +304,9 @@ fn strip_fifo_scheme(path: &str) -> std::io::Result<&str> {
         return Ok(path);
     }
     if path.contains("://") {
-        // NOTE: binary:// log URIs work for processes without a terminal
-        // only.
         return Err(std::io::Error::new(
             std::io::ErrorKind::Unsupported,
-            format!(
-                "unsupported stdio URI {path}: use a FIFO path, file://, or binary:// without a terminal"
-            ),
+            format!("unsupported stdio URI {path}: use a FIFO path, file:// or binary://"),
         ));
     }
     Ok(path)
@@ -343,7 +367,7 @@ async fn copy_output(reader: pipe::Receiver, mut output: Output, path: String) {
 impl Output {
     async fn write_all(&mut self, data: &[u8]) -> std::io::Result<()> {
         match self {
-            Output::Fifo(fifo) => fifo.write_all(data).await,
+            Output::Pipe(fifo) => fifo.write_all(data).await,
             Output::File(file) => std::io::Write::write_all(file, data),
         }
     }

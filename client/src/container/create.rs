@@ -75,7 +75,7 @@ fn check(args: &CreateArgs) -> anyhow::Result<Checked> {
         }
     }
     let restart = options::parse_restart(&args.restart)?;
-    let (log_max_size, log_max_files) = options::log_options(&args.log_opt)?;
+    let log = crate::logs::LogOptions::from_log_opts(&args.log_opt)?;
     let security = options::security_options(&args.security_opt)?;
     let env = options::environment(args)?;
     let labels = options::labels(&args.label)?;
@@ -105,8 +105,8 @@ fn check(args: &CreateArgs) -> anyhow::Result<Checked> {
         networks,
         ports,
         hostname: args.hostname.clone().unwrap_or_default(),
-        log_max_size,
-        log_max_files,
+        log_max_size: log.max_size,
+        log_max_files: log.max_file,
     };
     if let Some(signal) = args.stop_signal.as_deref() {
         super::signal::parse(signal)?;

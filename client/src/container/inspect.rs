@@ -331,7 +331,7 @@ pub async fn container_json(ctx: &Context, record: &ContainerRecord) -> Value {
             "LogConfig": {
                 "Type": "json-file",
                 "Config": {
-                    "max-size": record.settings.log_max_size.to_string(),
+                    "max-size": record.settings.log_max_size.map_or_else(|| String::from("-1"), |size| size.to_string()),
                     "max-file": record.settings.log_max_files.to_string(),
                 },
             },

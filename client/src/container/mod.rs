@@ -61,3 +61,16 @@ impl Context {
 pub fn now() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
 }
+
+/// Returns true once container `id` has no running process and its
+/// logging program has written the last output: the shim reports the exit
+/// only after the logger has read both streams to their end.
+pub async fn has_exited(store: &Store, id: &str) -> bool {
+    match store.read(id) {
+        Ok(Some(record)) => {
+            let (state, _) = lifecycle::live_state(&record).await;
+            !matches!(state, record::State::Running | record::State::Paused)
+        }
+        _ => true,
+    }
+}

@@ -230,31 +230,6 @@ pub fn security_options(values: &[String]) -> anyhow::Result<SecurityOptions> {
     Ok(options)
 }
 
-/// Log rotation settings from `--log-opt`.
-pub fn log_options(values: &[String]) -> anyhow::Result<(u64, u32)> {
-    let mut max_size = 20 << 20;
-    let mut max_files = 5;
-    for value in values {
-        match value.split_once('=') {
-            Some(("max-size", size)) => max_size = parse_size(size)?,
-            Some(("max-file", count)) => {
-                max_files = count
-                    .parse()
-                    .ok()
-                    .filter(|count| *count >= 1)
-                    .with_context(|| {
-                        format!("invalid --log-opt {value}: max-file must be at least 1")
-                    })?
-            }
-            _ => bail!("invalid --log-opt {value:?}: use max-size=SIZE or max-file=COUNT"),
-        }
-    }
-    if max_size == 0 {
-        bail!("invalid --log-opt max-size=0: use a size of at least 1 byte");
-    }
-    Ok((max_size, max_files))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -291,15 +266,5 @@ mod tests {
         assert_eq!(options.no_new_privileges, Some(false));
         assert!(security_options(&["apparmor=docker-default".into()]).is_err());
         assert!(security_options(&["bogus".into()]).is_err());
-    }
-
-    #[test]
-    fn log_options_parsed() {
-        assert_eq!(
-            log_options(&["max-size=1k".into(), "max-file=2".into()]).unwrap(),
-            (1024, 2)
-        );
-        assert!(log_options(&["max-file=0".into()]).is_err());
-        assert!(log_options(&["driver=x".into()]).is_err());
     }
 }

@@ -3,8 +3,13 @@
 //! json-file log.
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use anyhow::Context as _;
+
+use crate::logs::reader::{read_logs, ReadOptions};
+use crate::logs::{logger_uri, LogOptions};
 
 use super::record::ContainerRecord;
 use super::Context;
@@ -21,7 +26,7 @@ pub struct TaskStdio {
 
 /// The json-file log of container `id`.
 pub fn log_path(ctx: &Context, id: &str) -> PathBuf {
-    ctx.store.container_dir(id).join(format!("{id}-json.log"))
+    crate::logs::log_path(&ctx.store.container_dir(id), id)
 }
 
 /// The stdin FIFO of container `id`.
@@ -43,12 +48,38 @@ pub fn prepare(ctx: &Context, record: &ContainerRecord) -> anyhow::Result<TaskSt
             .with_context(|| format!("failed to create FIFO {}", path.display()))?;
         stdin = path.display().to_string();
     }
-    let uri = format!("file://{}", log_path(ctx, &record.id).display());
+    let exe = std::env::current_exe().context("failed to find hullctl's own path")?;
+    let options = LogOptions {
+        max_size: record.settings.log_max_size,
+        max_file: record.settings.log_max_files,
+    };
+    let exit_command = exit_command(ctx, &exe, &record.id);
+    let uri = logger_uri(
+        &exe,
+        &log_path(ctx, &record.id),
+        &options,
+        Some(&exit_command),
+    )?;
     Ok(TaskStdio {
         stdin,
         stdout: uri.clone(),
         stderr: uri,
     })
+}
+
+/// The command that the logging program runs once the output ends:
+/// `hullctl container-exited ID` with this hullctl's directories, since it
+/// starts with an empty environment.
+fn exit_command(ctx: &Context, exe: &std::path::Path, id: &str) -> Vec<String> {
+    let global = &ctx.global;
+    vec![
+        exe.display().to_string(),
+        format!("--root={}", global.root.display()),
+        format!("--run-root={}", global.run_root.display()),
+        format!("--address={}", global.address.display()),
+        String::from("container-exited"),
+        id.to_owned(),
+    ]
 }
 
 /// Removes the run directory of container `id`.
@@ -62,24 +93,42 @@ pub fn release(ctx: &Context, id: &str) {
 }
 
 /// The foreground copy of a container's log to hullctl's stdout and
-/// stderr.
+/// stderr, from the start of the log.
 pub struct Follower {
-    path: PathBuf,
+    exited: Arc<AtomicBool>,
+    task: tokio::task::JoinHandle<()>,
 }
 
-/// Starts copying the log of container `id` to hullctl's stdio.
-pub fn follow(ctx: &Context, id: &str, _terminal: bool) -> Follower {
-    Follower {
-        path: log_path(ctx, id),
-    }
+/// Starts copying the log of container `id` to hullctl's stdout and
+/// stderr until [`Follower::finish`].
+pub fn follow(ctx: &Context, id: &str) -> Follower {
+    let path = log_path(ctx, id);
+    let exited = Arc::new(AtomicBool::new(false));
+    let seen = exited.clone();
+    let task = tokio::task::spawn_blocking(move || {
+        let options = ReadOptions {
+            follow: true,
+            tail: None,
+            since: None,
+            until: None,
+            timestamps: false,
+        };
+        let stdout = std::io::stdout().lock();
+        let stderr = std::io::stderr().lock();
+        if let Err(err) = read_logs(&path, &options, stdout, stderr, || {
+            seen.load(Ordering::Acquire)
+        }) {
+            eprintln!("hullctl: failed to read {}: {err:#}", path.display());
+        }
+    });
+    Follower { exited, task }
 }
 
 impl Follower {
-    /// Copies the rest of the log once the container has exited.
+    /// Copies the rest of the log and stops. The shim reports the exit only
+    /// after the logging program has written the last output.
     pub async fn finish(self) {
-        if let Ok(bytes) = std::fs::read(&self.path) {
-            use std::io::Write;
-            let _ = std::io::stdout().write_all(&bytes);
-        }
+        self.exited.store(true, Ordering::Release);
+        let _ = self.task.await;
     }
 }

@@ -106,8 +106,8 @@ pub struct Settings {
     pub networks: Vec<String>,
     pub ports: Vec<PublishedPort>,
     pub hostname: String,
-    /// Log rotation: bytes per file and files kept.
-    pub log_max_size: u64,
+    /// Log rotation: bytes per file (no limit when absent) and files kept.
+    pub log_max_size: Option<u64>,
     pub log_max_files: u32,
 }
 

@@ -86,7 +86,7 @@ async fn attach_main(
     } else {
         attach::forward_signals(shim.clone(), id.to_owned());
     }
-    let follow = output::follow(ctx, id, terminal);
+    let follow = output::follow(ctx, id);
     let status = shim.wait("").await;
     follow.finish().await;
     let finished = lifecycle::finish(ctx, id, false).await?;

@@ -28,9 +28,7 @@ use anyhow::{bail, Context};
 use ipnet::Ipv4Net;
 use serde::{Deserialize, Serialize};
 
-#[allow(unused_imports)]
 pub use attach::SetupRequest;
-#[allow(unused_imports)]
 pub use ports::{parse_publish, PortMapping, Protocol};
 pub use record::{CreateRequest, NetworkRecord, DEFAULT_NETWORK};
 
