@@ -306,6 +306,25 @@ fn main() -> ExitCode {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
     let cli = Cli::parse();
+    if std::env::var_os("PATH").is_none() {
+        // The logging program starts `container-exited` with an empty
+        // environment, and the CNI plugins it runs need iptables and ip.
+        // SAFETY: no other thread runs yet.
+        unsafe {
+            std::env::set_var(
+                "PATH",
+                "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            );
+        }
+    }
+    // Warnings of steps that hullctl carries on after, such as a cleanup
+    // that failed, go to stderr.
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_max_level(tracing::Level::WARN)
+        .without_time()
+        .with_target(false)
+        .init();
     if let Command::Logger(args) = &cli.command {
         // The logger starts with every container: it needs no async runtime.
         return logs::logger::main(&args.log_path, &args.options);

@@ -2,9 +2,9 @@
 //! run root and hull-imaged socket in a temporary directory, and a loopback
 //! registry holding the busybox fixture as an image.
 //!
-//! On drop it removes every container it still has (`rm -f`), stops the
-//! hull-imaged that hullctl started, unmounts what is left below its
-//! directory and removes the directory.
+//! On drop it removes every container it still has (`rm -f`) and every
+//! network, stops the hull-imaged that hullctl started, unmounts what is
+//! left below its directory and removes the directory.
 
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
@@ -152,6 +152,17 @@ impl Drop for Host {
         let listed = self.hullctl(&["ps", "-aq"]);
         for id in listed.stdout.lines() {
             let removed = self.hullctl(&["rm", "-f", "-v", id]);
+            if !removed.success() {
+                eprintln!("cleanup: {removed}");
+            }
+        }
+        // Networks a failed test left: their bridges and rules are host
+        // state.
+        let networks = self.hullctl(&["network", "ls", "--format", "json"]);
+        let list: serde_json::Value = serde_json::from_str(&networks.stdout).unwrap_or_default();
+        for network in list.as_array().into_iter().flatten() {
+            let name = network["name"].as_str().unwrap_or_default();
+            let removed = self.hullctl(&["network", "rm", name]);
             if !removed.success() {
                 eprintln!("cleanup: {removed}");
             }

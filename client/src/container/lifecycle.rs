@@ -36,28 +36,31 @@ pub struct LifecycleLock {
     _file: File,
 }
 
-/// Takes the lifecycle lock of the container in `dir`.
-pub fn lock(dir: &Path) -> anyhow::Result<LifecycleLock> {
+/// Takes the lifecycle lock of the container in `dir`; None when the
+/// container's directory is gone because another command removed it.
+pub fn lock(dir: &Path) -> anyhow::Result<Option<LifecycleLock>> {
     let path = dir.join(LIFECYCLE_LOCK);
-    let file = File::options()
+    let file = match File::options()
         .create(true)
         .truncate(false)
         .write(true)
         .open(&path)
-        .with_context(|| format!("failed to open {}", path.display()))?;
+    {
+        Ok(file) => file,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(err) => return Err(anyhow!("failed to open {}: {err}", path.display())),
+    };
     flock(file.as_fd(), FlockOperation::LockExclusive)
         .with_context(|| format!("failed to lock {}", path.display()))?;
-    Ok(LifecycleLock { _file: file })
+    Ok(Some(LifecycleLock { _file: file }))
 }
 
 /// Starts the container's process. A running container is left as it is.
 pub async fn start(ctx: &Context, id: &str) -> anyhow::Result<ContainerRecord> {
     let dir = ctx.store.container_dir(id);
-    let _lock = lock(&dir)?;
-    let record = ctx
-        .store
-        .read(id)?
-        .ok_or_else(|| anyhow!("no such container: {id}"))?;
+    let no_such = || anyhow!("no such container: {id}");
+    let _lock = lock(&dir)?.ok_or_else(no_such)?;
+    let record = ctx.store.read(id)?.ok_or_else(no_such)?;
     match record.state {
         State::Running | State::Paused => return Ok(record),
         State::Created | State::Exited => {}
@@ -228,7 +231,9 @@ pub async fn finish(ctx: &Context, id: &str, wait: bool) -> anyhow::Result<Optio
     } else {
         None
     };
-    let _lock = lock(&dir)?;
+    let Some(_lock) = lock(&dir)? else {
+        return Ok(None);
+    };
     let Some(record) = ctx.store.read(id)? else {
         return Ok(None);
     };

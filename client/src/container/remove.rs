@@ -37,7 +37,9 @@ pub async fn remove(ctx: &Context, id: &str, force: bool, volumes: bool) -> anyh
     }
     lifecycle::finish(ctx, id, false).await?;
     let dir = ctx.store.container_dir(id);
-    let _lock = lifecycle::lock(&dir)?;
+    let Some(_lock) = lifecycle::lock(&dir)? else {
+        return Ok(());
+    };
     let Some(record) = ctx.store.read(id)? else {
         return Ok(());
     };

@@ -4,5 +4,6 @@
 mod bad_input;
 mod crash;
 mod lifecycle;
+mod networks;
 mod terminal;
 mod volumes;

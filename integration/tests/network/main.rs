@@ -1,21 +1,12 @@
-//! `hullctl network ...` end to end: records, bad input, and containers
-//! connected to real bridges through the CNI plugins, reaching each other
-//! by name.
+//! `hullctl network ...` end to end: records and bad input. Containers on
+//! networks are tested with the container commands.
 
 mod fixture;
 
-use hull_integration::network::{bridge_ports, iptables_rules, leases, link_exists};
-use hull_integration::{require_root, require_tools, unique_id};
+use hull_integration::network::iptables_rules;
+use hull_integration::{require_root, unique_id};
 
-use fixture::{wget_in, Hullctl};
-
-fn require_cni() -> bool {
-    if std::path::Path::new("/usr/lib/cni/bridge").is_file() {
-        return true;
-    }
-    eprintln!("skipping: /usr/lib/cni has no CNI plugins (containernetworking-plugins)");
-    false
-}
+use fixture::Hullctl;
 
 #[test]
 fn network_create_list_inspect_remove() {
@@ -144,7 +135,7 @@ fn bad_network_input_changes_nothing() {
         ),
         (
             vec!["network", "connect", &name, "missing-container"],
-            String::from("container missing-container not found"),
+            String::from("no such container: missing-container"),
         ),
     ];
     for (args, expected) in cases {
@@ -154,92 +145,4 @@ fn bad_network_input_changes_nothing() {
     }
     let after = hullctl.ok(&["network", "ls", "--format", "json"]).stdout;
     assert_eq!(before, after);
-}
-
-#[test]
-fn connected_containers_resolve_each_other() {
-    require_root!();
-    require_tools!("nsenter", "unshare", "iptables-save");
-    if !require_cni() {
-        return;
-    }
-    let hullctl = Hullctl::new();
-    let network = unique_id("net");
-    let record = hullctl.create_network(&network, &[]);
-    let bridge = record["bridge"].as_str().unwrap().to_string();
-    let web_name = unique_id("web");
-    let client_name = unique_id("client");
-    let web = hullctl.container(&web_name);
-    let client = hullctl.container(&client_name);
-
-    let connected = hullctl.ok(&["network", "connect", &network, &web_name]);
-    assert!(connected.stdout.starts_with("eth0 10.89."), "{connected}");
-    hullctl.ok(&["network", "connect", &network, &client_name]);
-    assert_eq!(bridge_ports(&bridge).len(), 2, "veths on {bridge}");
-
-    let web_record = hullctl.record(web);
-    let attached = &web_record["networkAttachment"]["networks"][0];
-    assert_eq!(attached["network"], network.as_str());
-    assert_eq!(attached["interface"], "eth0");
-    let web_ip = attached["ip"]
-        .as_str()
-        .unwrap()
-        .split('/')
-        .next()
-        .unwrap()
-        .to_string();
-    let client_hosts = std::fs::read_to_string(hullctl.hosts_file(client)).unwrap();
-    assert!(
-        client_hosts.contains(&format!("{web_ip}\t{web_name}\t")),
-        "{client_hosts}"
-    );
-    assert!(
-        client_hosts.starts_with("127.0.0.1\tlocalhost\n"),
-        "{client_hosts}"
-    );
-
-    let members = hullctl.inspect(&network)["containers"].clone();
-    assert_eq!(members.as_array().map(Vec::len), Some(2), "{members}");
-
-    hullctl.start_httpd(web, "hello from web\n");
-    let client_netns = hullctl.with_container(client, |c| c.netns());
-    let fetched = wget_in(
-        &client_netns,
-        &hullctl.hosts_file(client),
-        &format!("http://{web_name}/"),
-    );
-    assert_eq!(fetched.stdout, "hello from web\n", "{fetched}");
-
-    let stderr = hullctl.fails(&["network", "rm", &network]);
-    assert!(stderr.contains("is in use by container(s)"), "{stderr}");
-    assert!(
-        stderr.contains(&web_name) && stderr.contains(&client_name),
-        "{stderr}"
-    );
-
-    let web_id = hullctl.with_container(web, |c| c.id.clone());
-    hullctl.ok(&["network", "disconnect", &network, &web_id]);
-    let client_hosts = std::fs::read_to_string(hullctl.hosts_file(client)).unwrap();
-    assert!(!client_hosts.contains(&web_name), "{client_hosts}");
-    assert_eq!(
-        hullctl.record(web)["networkAttachment"]["networks"],
-        serde_json::json!([])
-    );
-    let stderr = hullctl.fails(&["network", "disconnect", &network, &web_id]);
-    assert!(stderr.contains("is not connected"), "{stderr}");
-    hullctl.ok(&["network", "disconnect", &network, &client_name]);
-
-    assert!(bridge_ports(&bridge).is_empty(), "veths left on {bridge}");
-    assert!(leases(&hullctl.run_root(), &network).is_empty());
-    let rules = iptables_rules();
-    assert!(
-        !rules.contains(&format!("{web_ip}/32")),
-        "rules for {web_ip} are left:\n{rules}"
-    );
-    hullctl.ok(&["network", "rm", &network]);
-    assert!(!link_exists(&bridge), "bridge {bridge} is left");
-    assert!(
-        !iptables_rules().contains(&bridge),
-        "rules of {bridge} are left"
-    );
 }
