@@ -4,6 +4,7 @@
 mod bad_input;
 mod crash;
 mod lifecycle;
+mod logs;
 mod networks;
 mod terminal;
 mod volumes;
