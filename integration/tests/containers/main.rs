@@ -3,6 +3,7 @@
 
 mod bad_input;
 mod crash;
+mod debian;
 mod lifecycle;
 mod logs;
 mod networks;
