@@ -5,14 +5,14 @@
 # It builds the workspace and makes the Debian rootfs fixture and an OCI
 # image layout of it (both cached). It pushes the layout with skopeo to a
 # private docker-registry on a free loopback port and pulls it with hullctl
-# through a private hull-imaged. Then `hullctl bundle create` makes a
-# bundle of the image and `hull run` runs it. Everything started here is
-# stopped and removed on exit, also on failure.
+# through a private hull-imaged. Then `hullctl run --rm` runs the command
+# in a container of the image, through containerd-shim-hull-v2 and hull.
+# Everything started here is stopped and removed on exit, also on failure.
 #
 # Usage (as root): hack/run-debian.sh [COMMAND [ARG...]]
-# The default command is `cat /etc/os-release`. HULL, HULLCTL and
-# HULL_IMAGED pick other binaries; the workspace is built unless all three
-# are set.
+# The default command is `cat /etc/os-release`. HULL, HULLCTL,
+# HULL_IMAGED and HULL_SHIM pick other binaries; the workspace is built
+# unless all four are set.
 set -euo pipefail
 
 repo=$(cd "$(dirname "$0")/.." && pwd)
@@ -36,12 +36,15 @@ step() {
 	printf 'run-debian: [%d.%d s] %s\n' $((tenths / 10)) $((tenths % 10)) "$*" >&2
 }
 
-if [ -z "${HULL:-}" ] || [ -z "${HULLCTL:-}" ] || [ -z "${HULL_IMAGED:-}" ]; then
+if [ -z "${HULL:-}" ] || [ -z "${HULLCTL:-}" ] || [ -z "${HULL_IMAGED:-}" ] || [ -z "${HULL_SHIM:-}" ]; then
 	step "building the workspace"
 	(cd "$repo" && cargo build --workspace --quiet)
 fi
 bin=${CARGO_TARGET_DIR:-$repo/target}/debug
 HULL=${HULL:-$bin/hull}
+# hullctl finds the runtime and the shim through these.
+export HULL_RUNTIME=$HULL
+export HULL_SHIM=${HULL_SHIM:-$bin/containerd-shim-hull-v2}
 HULLCTL=${HULLCTL:-$bin/hullctl}
 HULL_IMAGED=${HULL_IMAGED:-$bin/hull-imaged}
 
@@ -89,13 +92,11 @@ for old in "$(dirname "$layout")"/debian-oci-*; do
 done
 
 work=$(mktemp -d /tmp/hull-debian.XXXXXX)
-# The store, the registry and the bundle live on a private tmpfs because
+# The store, the registry and the container live on a private tmpfs because
 # they are thrown away at exit. Deleting the ~6700 files of an unpacked
 # Debian from disk took 20 s on a loaded 2-core VM, and unmounting a tmpfs
 # takes no time. The image needs about 300 MB there.
 mount -t tmpfs -o size=2g,mode=0700 hull-debian "$work"
-id=hull-debian-$$
-bundle=$work/bundle
 registry_pid=
 imaged_pid=
 
@@ -113,13 +114,9 @@ stop() {
 }
 
 cleanup() {
-	"$HULL" --root "$work/state" delete --force "$id" >/dev/null 2>&1 || true
-	if [ -f "$bundle/hull-bundle.json" ]; then
-		"$HULLCTL" --root "$work/root" --address "$work/imaged.sock" bundle rm "$bundle" || true
-	fi
-	if grep -q " $bundle/rootfs " /proc/self/mountinfo; then
-		umount -l "$bundle/rootfs" || true
-	fi
+	for container in $(hullctl ps -aq 2>/dev/null); do
+		hullctl rm -f "$container" >/dev/null 2>&1 || true
+	done
 	stop "$imaged_pid"
 	stop "$registry_pid"
 	if grep -q " $work/" /proc/self/mountinfo; then
@@ -170,7 +167,7 @@ wait_for hull-imaged "$work/imaged.log" test -S "$work/imaged.sock"
 
 reference=127.0.0.1:$port/library/debian:bookworm
 hullctl() {
-	"$HULLCTL" --root "$work/root" --address "$work/imaged.sock" "$@"
+	"$HULLCTL" --root "$work/root" --run-root "$work/run" --address "$work/imaged.sock" "$@"
 }
 
 step "pushing $layout to $reference"
@@ -180,11 +177,8 @@ hullctl pull --quiet "$reference" >/dev/null
 if [ $# = 0 ]; then
 	set -- cat /etc/os-release
 fi
-step "creating the bundle $bundle"
-hullctl bundle create --id "$id" "$reference" "$bundle" "$@" >/dev/null
-
-step "running $* in container $id"
+step "running $* in a container of $reference"
 status=0
-"$HULL" --root "$work/state" run --bundle "$bundle" "$id" || status=$?
+hullctl run --rm --network none "$reference" "$@" || status=$?
 step "container exited with status $status, cleaning up"
 exit "$status"
