@@ -15,9 +15,13 @@ fn debian_cat_os_release() {
         debian_rootfs(),
         &layout,
         "bookworm",
-        &["--config.cmd=bash", "--config.env=PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],
+        &[
+            "--config.cmd=bash",
+            "--config.env=PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        ],
     );
-    host.registry.push_layout(&layout, "bookworm", "library/debian:bookworm", &[]);
+    host.registry
+        .push_layout(&layout, "bookworm", "library/debian:bookworm", &[]);
     let remote = format!("{}/library/debian:bookworm", host.registry.host());
     host.hullctl_ok(&["pull", "-q", &remote]);
     // Named as on Docker Hub; run finds it in the store and pulls nothing.
@@ -25,7 +29,12 @@ fn debian_cat_os_release() {
 
     let output = host.hullctl(&["run", "--rm", "debian:bookworm", "cat", "/etc/os-release"]);
     assert_eq!(output.code, Some(0), "{output}");
-    assert!(output.stdout.contains("PRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\""), "{output}");
+    assert!(
+        output
+            .stdout
+            .contains("PRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\""),
+        "{output}"
+    );
     assert_eq!(output.stderr, "", "{output}");
     let listed = host.hullctl_ok(&["ps", "-aq"]);
     assert_eq!(listed.stdout, "", "{listed}");

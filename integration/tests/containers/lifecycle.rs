@@ -162,3 +162,61 @@ fn foreground_run_passes_signals() {
     assert_eq!(output.status.code(), Some(9), "{output:?}");
     assert_eq!(String::from_utf8_lossy(&output.stdout), "got-int\n");
 }
+
+#[test]
+fn stdin_create_start_wait() {
+    require_root!();
+    require_tools!("docker-registry", "skopeo", "umoci");
+    let host = Host::new();
+    let mut child = host
+        .command(&[
+            "run",
+            "-i",
+            "--rm",
+            "--network",
+            "none",
+            &host.busybox,
+            "sh",
+            "-c",
+            "tr a-z A-Z; exit 6",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(b"piped through\n").unwrap();
+    }
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(output.status.code(), Some(6), "{output:?}");
+    assert_eq!(String::from_utf8_lossy(&output.stdout), "PIPED THROUGH\n");
+
+    let created = host.hullctl_ok(&[
+        "create",
+        "--network",
+        "none",
+        "--name",
+        "later",
+        &host.busybox,
+        "sh",
+        "-c",
+        "echo ran; exit 2",
+    ]);
+    assert_eq!(created.stdout.trim().len(), 64, "{created}");
+    assert_eq!(host.state("later"), "created");
+    let ps = host.hullctl_ok(&["ps", "-a", "--format", "{{.Names}} {{.Status}}"]);
+    assert_eq!(ps.stdout, "later Created\n", "{ps}");
+    let started = host.hullctl(&["start", "-a", "later"]);
+    assert_eq!(started.code, Some(2), "{started}");
+    assert_eq!(started.stdout, "ran\n", "{started}");
+    let waited = host.hullctl_ok(&["wait", "later"]);
+    assert_eq!(waited.stdout, "2\n", "{waited}");
+    host.hullctl_ok(&["restart", "later"]);
+    let waited = host.hullctl_ok(&["wait", "later"]);
+    assert_eq!(waited.stdout, "2\n", "{waited}");
+    let logs = host.hullctl_ok(&["logs", "later"]);
+    assert_eq!(logs.stdout, "ran\nran\n", "{logs}");
+}
