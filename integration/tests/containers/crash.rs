@@ -80,3 +80,67 @@ fn killed_run_leaves_removable_container() {
     let images = host.hullctl_ok(&["check"]);
     assert!(images.success(), "{images}");
 }
+
+#[test]
+fn concurrent_commands_keep_names_unique() {
+    require_root!();
+    require_tools!("docker-registry", "skopeo", "umoci");
+    let host = Host::new();
+    let children: Vec<_> = (0..5)
+        .map(|_| {
+            host.command(&[
+                "run",
+                "-d",
+                "--network",
+                "none",
+                "--name",
+                "same",
+                &host.busybox,
+                "sleep",
+                "60",
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+        })
+        .collect();
+    let outputs: Vec<_> = children
+        .into_iter()
+        .map(|child| child.wait_with_output().unwrap())
+        .collect();
+    let succeeded = outputs
+        .iter()
+        .filter(|output| output.status.success())
+        .count();
+    assert_eq!(succeeded, 1, "{outputs:?}");
+    for output in outputs.iter().filter(|output| !output.status.success()) {
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains("already in use"), "{stderr}");
+    }
+    let listed = host.hullctl_ok(&["ps", "-a", "--format", "{{.Names}}"]);
+    assert_eq!(listed.stdout, "same\n", "{listed}");
+
+    // Two removals at once: both succeed and nothing is left.
+    let removals: Vec<_> = (0..2)
+        .map(|_| {
+            host.command(&["rm", "-f", "same"])
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for removal in removals {
+        let output = removal.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+        assert!(
+            output.status.success() || stderr.contains("no such container"),
+            "{stderr}"
+        );
+    }
+    let listed = host.hullctl_ok(&["ps", "-aq"]);
+    assert_eq!(listed.stdout, "", "{listed}");
+}
