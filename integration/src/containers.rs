@@ -110,9 +110,13 @@ impl Host {
         self.root().join("containers").join(id)
     }
 
-    /// The state of container `name` as `inspect` reports it.
+    /// The state of container `name` as `inspect` reports it, or "" when
+    /// there is no such container.
     pub fn state(&self, name: &str) -> String {
-        let output = self.hullctl_ok(&["inspect", name]);
+        let output = self.hullctl(&["inspect", name]);
+        if !output.success() {
+            return String::new();
+        }
         let value: serde_json::Value =
             serde_json::from_str(&output.stdout).expect("inspect prints JSON");
         value[0]["State"]["Status"]

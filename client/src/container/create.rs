@@ -25,7 +25,9 @@ pub const CONFIG_FILE: &str = "config.json";
 pub async fn create(ctx: &Context, args: &CreateArgs) -> anyhow::Result<ContainerRecord> {
     let checked = check(args)?;
     let image = ensure_image(ctx, &args.image).await?;
+
     let record = reserve(ctx, args, &image, checked.settings.clone())?;
+
     match build(ctx, args, &checked, record.clone()).await {
         Ok(record) => Ok(record),
         Err(err) => {
@@ -190,6 +192,7 @@ fn reserve(
         finished_at: None,
         stopped_by_user: false,
         restart_count: 0,
+        attached: None,
         settings,
         rootfs: Vec::new(),
         shim: None,

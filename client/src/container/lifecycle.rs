@@ -93,6 +93,7 @@ async fn start_locked(ctx: &Context, record: &ContainerRecord) -> anyhow::Result
     mount_rootfs(&dir, &record.rootfs)?;
     let mut spec = read_spec(&dir)?;
     let attachment = super::network::setup(ctx, record, &mut spec).await?;
+
     ctx.store.update(id, |record| {
         record.network_attachment = attachment.clone();
         record.stopped_by_user = false;
@@ -101,10 +102,12 @@ async fn start_locked(ctx: &Context, record: &ContainerRecord) -> anyhow::Result
 
     let stdio = output::prepare(ctx, record)?;
     let shim_record = shim::start(id, &dir).await?;
+
     let record = ctx.store.update(id, |record| {
         record.shim = Some(shim_record.clone());
     })?;
     let shim = Shim::connect(id, &shim_record).await?;
+
     let request = CreateTaskRequest {
         id: id.clone(),
         bundle: dir.display().to_string(),
@@ -120,9 +123,11 @@ async fn start_locked(ctx: &Context, record: &ContainerRecord) -> anyhow::Result
         .create(request)
         .await
         .map_err(|status| shim::task_error("create the task of", &record.name, status))?;
+
     shim.start("")
         .await
         .map_err(|status| shim::task_error("start", &record.name, status))?;
+
     ctx.store.update(id, |record| {
         record.state = State::Running;
         record.pid = Some(pid);
@@ -244,6 +249,7 @@ pub async fn finish(ctx: &Context, id: &str, wait: bool) -> anyhow::Result<Optio
         }));
     };
     let status = end_shim(ctx, id, &shim_record).await.or(exit);
+
     if let Err(err) = super::network::teardown(ctx, id).await {
         tracing::warn!(container = %id, error = %format!("{err:#}"), "failed to tear down the network");
     }
@@ -255,6 +261,7 @@ pub async fn finish(ctx: &Context, id: &str, wait: bool) -> anyhow::Result<Optio
         record.shim = None;
         record.pid = None;
         record.network_attachment = None;
+        record.attached = None;
     })?;
     Ok(Some(Finished {
         record,
@@ -265,6 +272,13 @@ pub async fn finish(ctx: &Context, id: &str, wait: bool) -> anyhow::Result<Optio
 /// The exit command of the logging program: finishes the container, then
 /// applies `--rm` and the restart policy.
 pub async fn exited(ctx: &Context, id: &str) -> anyhow::Result<()> {
+    // A hullctl in the foreground finishes the container itself, and needs
+    // the record for the exit code.
+    if let Some(Some(pid)) = ctx.store.read(id)?.map(|record| record.attached) {
+        if is_hullctl(pid) {
+            return Ok(());
+        }
+    }
     let Some(finished) = finish(ctx, id, true).await? else {
         return Ok(());
     };
@@ -283,6 +297,36 @@ pub async fn exited(ctx: &Context, id: &str) -> anyhow::Result<()> {
         return Ok(());
     }
     start(ctx, id).await.map(|_| ())
+}
+
+/// Returns true while `pid` is a running hullctl.
+fn is_hullctl(pid: u32) -> bool {
+    if !shim::is_alive(pid) {
+        return false;
+    }
+    std::fs::read_link(format!("/proc/{pid}/exe"))
+        .ok()
+        .and_then(|exe| std::env::current_exe().ok().map(|own| exe == own))
+        .unwrap_or(false)
+}
+
+/// Waits for the exit of process `exec_id` through `shim`, and gives up
+/// with None when the shim process `shim_pid` is gone, which a request to
+/// it might not notice.
+pub async fn wait_exit(shim: &Shim, shim_pid: u32, exec_id: &str) -> Option<u32> {
+    let wait = shim.wait(exec_id);
+    tokio::pin!(wait);
+    let mut interval = tokio::time::interval(Duration::from_millis(500));
+    loop {
+        tokio::select! {
+            status = &mut wait => return status.ok(),
+            _ = interval.tick() => {
+                if !shim::is_alive(shim_pid) {
+                    return None;
+                }
+            }
+        }
+    }
 }
 
 fn should_restart(record: &ContainerRecord) -> bool {

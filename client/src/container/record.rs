@@ -140,6 +140,11 @@ pub struct ContainerRecord {
     pub stopped_by_user: bool,
     #[serde(default)]
     pub restart_count: u32,
+    /// The pid of a hullctl that relays the container's output in the
+    /// foreground (`run` without `-d`, `start -a`) and finishes the
+    /// container itself when it exits.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attached: Option<u32>,
     pub settings: Settings,
     /// The overlay mounts at `rootfs/`, kept so the rootfs can be mounted
     /// again after a reboot.

@@ -27,16 +27,13 @@ pub async fn run(
     args: &CreateArgs,
     options: &RunOptions,
 ) -> anyhow::Result<ExitCode> {
-    if options.detach && args.tty && args.interactive && options.auto_remove {
-        // Accepted as docker does: the container runs detached with its
-        // stdin open but nothing attached.
-    }
     let record = create::create(ctx, args).await?;
     let id = record.id.clone();
-    if options.auto_remove {
-        ctx.store
-            .update(&id, |record| record.settings.auto_remove = true)?;
-    }
+    let attached = (!options.detach).then(std::process::id);
+    ctx.store.update(&id, |record| {
+        record.settings.auto_remove = options.auto_remove;
+        record.attached = attached;
+    })?;
     let started = lifecycle::start(ctx, &id).await;
     if let Err(err) = started {
         if options.auto_remove {
@@ -87,13 +84,16 @@ async fn attach_main(
         attach::forward_signals(shim.clone(), id.to_owned());
     }
     let follow = output::follow(ctx, id);
-    let status = shim.wait("").await;
+    let status = lifecycle::wait_exit(&shim, shim_record.pid, "").await;
+
     follow.finish().await;
+
     let finished = lifecycle::finish(ctx, id, false).await?;
+
     let code = match (status, finished) {
-        (Ok(status), _) => status as i32,
-        (Err(_), Some(finished)) => finished.record.exit_code.unwrap_or(255),
-        (Err(status), None) => bail!("failed to wait for container {id}: {}", status.message()),
+        (Some(status), _) => status as i32,
+        (None, Some(finished)) => finished.record.exit_code.unwrap_or(255),
+        (None, None) => bail!("failed to wait for container {id}: its shim is gone"),
     };
     Ok(code)
 }
@@ -119,6 +119,11 @@ pub async fn start(
                 continue;
             }
         };
+        if attach {
+            ctx.store.update(&record.id, |record| {
+                record.attached = Some(std::process::id())
+            })?;
+        }
         match lifecycle::start(ctx, &record.id).await {
             Ok(record) if attach => {
                 let code = attach_main(

@@ -144,3 +144,40 @@ fn concurrent_commands_keep_names_unique() {
     let listed = host.hullctl_ok(&["ps", "-aq"]);
     assert_eq!(listed.stdout, "", "{listed}");
 }
+
+#[test]
+fn killed_foreground_run_is_finished_by_exit_command() {
+    require_root!();
+    require_tools!("docker-registry", "skopeo", "umoci");
+    let host = Host::new();
+    let mut child = host
+        .command(&[
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "--name",
+            "orphan",
+            &host.busybox,
+            "sleep",
+            "2",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    assert!(host.wait_for_state("orphan", "running", Duration::from_secs(10)));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    // The container goes on; when it exits, the logging program's exit
+    // command finishes and removes it, since no hullctl is attached.
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while std::time::Instant::now() < deadline {
+        if host.hullctl_ok(&["ps", "-aq"]).stdout.is_empty() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    panic!("--rm was not applied: {}", host.hullctl_ok(&["ps", "-a"]));
+}
