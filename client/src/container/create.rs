@@ -25,9 +25,7 @@ pub const CONFIG_FILE: &str = "config.json";
 pub async fn create(ctx: &Context, args: &CreateArgs) -> anyhow::Result<ContainerRecord> {
     let checked = check(args)?;
     let image = ensure_image(ctx, &args.image).await?;
-
     let record = reserve(ctx, args, &image, checked.settings.clone())?;
-
     match build(ctx, args, &checked, record.clone()).await {
         Ok(record) => Ok(record),
         Err(err) => {
@@ -270,7 +268,6 @@ async fn build(
         record.rootfs = rootfs_mounts.clone();
     })?;
     mount_rootfs(&dir, &record.rootfs)?;
-
     let mut spec: Value = serde_json::from_str(&prepared.spec_json)
         .context("hull-imaged returned an invalid runtime spec")?;
     let image_volumes = image_volumes(&spec);
@@ -303,7 +300,6 @@ async fn build(
         })
         .unwrap_or_default();
     write_spec(&dir, &spec)?;
-
     let stop_signal = if record.settings.stop_signal.is_empty() {
         spec["annotations"][hull_images::bundle::STOP_SIGNAL_ANNOTATION]
             .as_str()

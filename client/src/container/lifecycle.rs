@@ -93,7 +93,6 @@ async fn start_locked(ctx: &Context, record: &ContainerRecord) -> anyhow::Result
     mount_rootfs(&dir, &record.rootfs)?;
     let mut spec = read_spec(&dir)?;
     let attachment = super::network::setup(ctx, record, &mut spec).await?;
-
     ctx.store.update(id, |record| {
         record.network_attachment = attachment.clone();
         record.stopped_by_user = false;
@@ -102,12 +101,10 @@ async fn start_locked(ctx: &Context, record: &ContainerRecord) -> anyhow::Result
 
     let stdio = output::prepare(ctx, record)?;
     let shim_record = shim::start(id, &dir).await?;
-
     let record = ctx.store.update(id, |record| {
         record.shim = Some(shim_record.clone());
     })?;
     let shim = Shim::connect(id, &shim_record).await?;
-
     let request = CreateTaskRequest {
         id: id.clone(),
         bundle: dir.display().to_string(),
@@ -123,11 +120,9 @@ async fn start_locked(ctx: &Context, record: &ContainerRecord) -> anyhow::Result
         .create(request)
         .await
         .map_err(|status| shim::task_error("create the task of", &record.name, status))?;
-
     shim.start("")
         .await
         .map_err(|status| shim::task_error("start", &record.name, status))?;
-
     ctx.store.update(id, |record| {
         record.state = State::Running;
         record.pid = Some(pid);
@@ -249,7 +244,6 @@ pub async fn finish(ctx: &Context, id: &str, wait: bool) -> anyhow::Result<Optio
         }));
     };
     let status = end_shim(ctx, id, &shim_record).await.or(exit);
-
     if let Err(err) = super::network::teardown(ctx, id).await {
         tracing::warn!(container = %id, error = %format!("{err:#}"), "failed to tear down the network");
     }

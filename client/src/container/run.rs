@@ -85,11 +85,8 @@ async fn attach_main(
     }
     let follow = output::follow(ctx, id);
     let status = lifecycle::wait_exit(&shim, shim_record.pid, "").await;
-
     follow.finish().await;
-
     let finished = lifecycle::finish(ctx, id, false).await?;
-
     let code = match (status, finished) {
         (Some(status), _) => status as i32,
         (None, Some(finished)) => finished.record.exit_code.unwrap_or(255),
