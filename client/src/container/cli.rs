@@ -6,6 +6,7 @@ use clap::Subcommand;
 
 use super::options::CreateArgs;
 use super::run::{self, ExecOptions, RunOptions};
+use super::stats::StatsOptions;
 use super::{inspect, lifecycle, remove, signal, Context};
 
 #[derive(Subcommand, Debug)]
@@ -124,6 +125,31 @@ pub enum ContainerCommand {
         #[arg(required = true)]
         containers: Vec<String>,
     },
+    /// Show the processes of a running container.
+    Top {
+        container: String,
+        /// ps options, accepted for docker's syntax; the default columns
+        /// are printed whatever they are.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        ps_options: Vec<String>,
+    },
+    /// Show the CPU, memory, network and block I/O use of containers
+    /// [default: the running ones], redrawn every second.
+    Stats {
+        containers: Vec<String>,
+        /// Print one sample and exit.
+        #[arg(long)]
+        no_stream: bool,
+        /// Show stopped containers too.
+        #[arg(short, long)]
+        all: bool,
+        /// json, table, or a template such as "{{.Name}}\t{{.CPUPerc}}".
+        #[arg(long)]
+        format: Option<String>,
+        /// Print full container ids.
+        #[arg(long)]
+        no_trunc: bool,
+    },
     /// Finish a container whose process has exited; run by the logging
     /// program, not by people.
     #[command(hide = true)]
@@ -236,6 +262,25 @@ pub async fn dispatch(ctx: &Context, command: ContainerCommand) -> anyhow::Resul
                 lifecycle::pause(ctx, id, false).await
             })
             .await
+        }
+        ContainerCommand::Top {
+            container,
+            ps_options,
+        } => super::top::top(ctx, &container, &ps_options).await,
+        ContainerCommand::Stats {
+            containers,
+            no_stream,
+            all,
+            format,
+            no_trunc,
+        } => {
+            let options = StatsOptions {
+                no_stream,
+                all,
+                format,
+                no_trunc,
+            };
+            super::stats::stats(ctx, &containers, &options).await
         }
         ContainerCommand::ContainerExited { id } => {
             lifecycle::exited(ctx, &id).await?;

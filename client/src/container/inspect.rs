@@ -98,7 +98,7 @@ fn fields(row: &Row) -> Value {
 
 /// Replaces each `{{.Field}}` in `template` with the field's value;
 /// `\t` becomes a tab.
-fn render(template: &str, fields: &Value) -> String {
+pub(super) fn render(template: &str, fields: &Value) -> String {
     let mut text = template.replace("\\t", "\t");
     if let Some(map) = fields.as_object() {
         for (key, value) in map {

@@ -15,7 +15,9 @@ mod remove;
 mod run;
 mod shim;
 mod signal;
+mod stats;
 pub mod store;
+mod top;
 mod tty;
 pub mod volumes;
 
