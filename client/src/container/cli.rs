@@ -4,6 +4,7 @@ use std::process::ExitCode;
 
 use clap::Subcommand;
 
+use super::cp::CpOptions;
 use super::options::CreateArgs;
 use super::run::{self, ExecOptions, RunOptions};
 use super::stats::StatsOptions;
@@ -150,6 +151,23 @@ pub enum ContainerCommand {
         #[arg(long)]
         no_trunc: bool,
     },
+    /// Copy files between a container and the host. SOURCE and
+    /// DESTINATION are CONTAINER:PATH, a host path, or - for a tar stream
+    /// on stdin or stdout.
+    Cp {
+        /// Keep the source's uid and gid instead of giving copies to root
+        /// (in the container) or to the calling user (on the host).
+        #[arg(short, long)]
+        archive: bool,
+        /// Follow a symlink named as SOURCE instead of copying the link.
+        #[arg(short = 'L', long)]
+        follow_link: bool,
+        /// Print no summary on stderr.
+        #[arg(short, long)]
+        quiet: bool,
+        source: String,
+        destination: String,
+    },
     /// Finish a container whose process has exited; run by the logging
     /// program, not by people.
     #[command(hide = true)]
@@ -281,6 +299,20 @@ pub async fn dispatch(ctx: &Context, command: ContainerCommand) -> anyhow::Resul
                 no_trunc,
             };
             super::stats::stats(ctx, &containers, &options).await
+        }
+        ContainerCommand::Cp {
+            archive,
+            follow_link,
+            quiet,
+            source,
+            destination,
+        } => {
+            let options = CpOptions {
+                archive,
+                follow_link,
+                quiet,
+            };
+            super::cp::cp(ctx, &source, &destination, options).await
         }
         ContainerCommand::ContainerExited { id } => {
             lifecycle::exited(ctx, &id).await?;

@@ -4,6 +4,7 @@
 
 mod attach;
 pub mod cli;
+mod cp;
 mod create;
 pub mod inspect;
 mod lifecycle;
