@@ -178,3 +178,30 @@ fn stats_json_and_stopped_containers() {
         "{unknown}"
     );
 }
+
+#[test]
+fn stats_streams_until_interrupted() {
+    require_root!();
+    require_tools!("docker-registry", "skopeo", "umoci");
+    let host = Host::new();
+    run_sleeper(&host, "streamed", &[]);
+    let child = host
+        .command(&["stats", "--format", "{{.Name}} {{.PIDs}}"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run hullctl stats");
+    std::thread::sleep(std::time::Duration::from_millis(3500));
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .expect("interrupt hullctl stats");
+    let output = child.wait_with_output().expect("wait for hullctl stats");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(0), "{stdout}");
+    let frames = stdout.lines().filter(|line| *line == "streamed 1").count();
+    assert!(frames >= 2, "expected a frame a second: {stdout:?}");
+    assert_eq!(frames, stdout.lines().count(), "{stdout:?}");
+}
