@@ -19,7 +19,8 @@ use rustix::io::Errno;
 use tar::{EntryType, Header};
 
 use super::rootfs::{ContainerFs, Node};
-use super::tree::{apply_metadata, DestDir, Meta, Ownership, Sink, Writer};
+use super::tree::{Meta, Ownership, Sink};
+use super::writer::{apply_metadata, DestDir, Writer};
 
 /// A [`Sink`] that appends entries to a tar stream.
 pub struct TarSink<W: Write> {

@@ -11,7 +11,8 @@ use serde_json::json;
 use tempfile::TempDir;
 
 use super::rootfs::{ContainerFs, Node};
-use super::tree::{send_dir, send_entry, DestDir, Ownership, SourceDir, Writer};
+use super::tree::{send_dir, send_entry, Ownership, SourceDir};
+use super::writer::{DestDir, Writer};
 
 /// A fake container: `rootfs/`, a volume at `/data`, a read-only bind at
 /// `/ro`, a file bind at `/etc/hosts`, a tmpfs at `/run`, and `outside/`,
