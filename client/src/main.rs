@@ -188,7 +188,7 @@ enum Command {
     /// Verify stored blobs and metadata.
     Check,
     #[command(flatten)]
-    Container(container::cli::ContainerCommand),
+    Container(Box<container::cli::ContainerCommand>),
     /// Print a container's output.
     Logs(logs::LogsArgs),
     /// Write a container's output to its log (run by the shim).
@@ -373,7 +373,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Logout { registry } => commands::logout(&global, &registry).await,
         Command::Container(command) => {
             let ctx = container::Context::new(&global);
-            container::cli::dispatch(&ctx, command).await
+            container::cli::dispatch(&ctx, *command).await
         }
         Command::Inspect {
             image,

@@ -205,3 +205,36 @@ fn wait_gone(pid: i32) {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+impl Host {
+    /// Runs hullctl with `input` on its stdin, and returns its output and
+    /// the raw bytes of its stdout, for commands that stream tar archives.
+    pub fn hullctl_with_input(&self, args: &[&str], input: &[u8]) -> (Output, Vec<u8>) {
+        use std::io::Write;
+
+        let mut child = self
+            .command(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run hullctl");
+        let mut stdin = child.stdin.take().expect("piped stdin");
+        let input = input.to_vec();
+        // A separate writer keeps a full stdout pipe from blocking the
+        // write to stdin.
+        let writer = std::thread::spawn(move || {
+            let _ = stdin.write_all(&input);
+        });
+        let output = child.wait_with_output().expect("wait for hullctl");
+        let _ = writer.join();
+        let text = Output {
+            command: format!("hullctl {}", args.join(" ")),
+            code: output.status.code(),
+            signal: output.status.signal(),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        };
+        (text, output.stdout)
+    }
+}

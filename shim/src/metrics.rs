@@ -111,6 +111,17 @@ fn collect_v1(paths: &HashMap<String, PathBuf>) -> v1::Metrics {
             }),
         });
     }
+    if let Some(blkio) = paths.get("blkio") {
+        metrics.blkio = Some(v1::BlkIoStat {
+            io_service_bytes_recursive: blkio_entries(
+                &blkio.join("blkio.throttle.io_service_bytes_recursive"),
+            ),
+            io_serviced_recursive: blkio_entries(
+                &blkio.join("blkio.throttle.io_serviced_recursive"),
+            ),
+            ..Default::default()
+        });
+    }
     if let Some(memory) = paths.get("memory") {
         metrics.memory = Some(memory_v1(memory));
         let oom = read_keyed(&memory.join("memory.oom_control"));
@@ -121,6 +132,61 @@ fn collect_v1(paths: &HashMap<String, PathBuf>) -> v1::Metrics {
         });
     }
     metrics
+}
+
+/// Reads a blkio file of `MAJOR:MINOR OP VALUE` lines, such as
+/// `blkio.throttle.io_service_bytes_recursive`; the closing `Total` line
+/// has no device and is left out.
+fn blkio_entries(path: &Path) -> Vec<v1::BlkIoEntry> {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    parse_blkio(&text)
+}
+
+fn parse_blkio(text: &str) -> Vec<v1::BlkIoEntry> {
+    text.lines()
+        .filter_map(|line| {
+            let mut fields = line.split_whitespace();
+            let (major, minor) = fields.next()?.split_once(':')?;
+            let op = fields.next()?;
+            let value = fields.next()?.parse().ok()?;
+            Some(v1::BlkIoEntry {
+                op: op.to_owned(),
+                device: String::new(),
+                major: major.parse().ok()?,
+                minor: minor.parse().ok()?,
+                value,
+            })
+        })
+        .collect()
+}
+
+/// Reads `io.stat` lines of `MAJOR:MINOR rbytes=N wbytes=N rios=N wios=N ...`.
+fn parse_io_stat(text: &str) -> Vec<v2::IoEntry> {
+    text.lines()
+        .filter_map(|line| {
+            let mut fields = line.split_whitespace();
+            let (major, minor) = fields.next()?.split_once(':')?;
+            let mut entry = v2::IoEntry {
+                major: major.parse().ok()?,
+                minor: minor.parse().ok()?,
+                ..Default::default()
+            };
+            for field in fields {
+                let Some((key, value)) = field.split_once('=') else {
+                    continue;
+                };
+                let value = value.parse().unwrap_or(0);
+                match key {
+                    "rbytes" => entry.rbytes = value,
+                    "wbytes" => entry.wbytes = value,
+                    "rios" => entry.rios = value,
+                    "wios" => entry.wios = value,
+                    _ => {}
+                }
+            }
+            Some(entry)
+        })
+        .collect()
 }
 
 fn memory_v1(dir: &Path) -> v1::MemoryStat {
@@ -195,11 +261,42 @@ fn collect_v2(dir: &Path) -> v2::Metrics {
         memory: Some(v2::MemoryStat {
             anon: memory.get("anon").copied().unwrap_or(0),
             file: memory.get("file").copied().unwrap_or(0),
+            inactive_file: memory.get("inactive_file").copied().unwrap_or(0),
+            active_file: memory.get("active_file").copied().unwrap_or(0),
             usage: read_u64(&dir.join("memory.current")),
             usage_limit: read_u64(&dir.join("memory.max")),
             swap_usage: read_u64(&dir.join("memory.swap.current")),
             ..Default::default()
         }),
+        io: Some(v2::IoStat {
+            usage: parse_io_stat(&std::fs::read_to_string(dir.join("io.stat")).unwrap_or_default()),
+            psi: None,
+        }),
         ..Default::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn blkio_lines_without_total() {
+        let entries = parse_blkio("8:0 Read 4096\n8:0 Write 512\n8:0 Sync 0\nTotal 4608\n");
+        assert_eq!(entries.len(), 3);
+        assert_eq!((entries[0].major, entries[0].minor), (8, 0));
+        assert_eq!(entries[0].op, "Read");
+        assert_eq!(entries[0].value, 4096);
+        assert_eq!(entries[1].op, "Write");
+        assert_eq!(entries[1].value, 512);
+    }
+
+    #[test]
+    fn io_stat_keys() {
+        let entries = parse_io_stat("254:0 rbytes=100 wbytes=200 rios=1 wios=2 dbytes=0 dios=0\n");
+        assert_eq!(entries.len(), 1);
+        assert_eq!((entries[0].major, entries[0].minor), (254, 0));
+        assert_eq!((entries[0].rbytes, entries[0].wbytes), (100, 200));
+        assert_eq!((entries[0].rios, entries[0].wios), (1, 2));
     }
 }

@@ -4,8 +4,10 @@ use std::process::ExitCode;
 
 use clap::Subcommand;
 
+use super::cp::CpOptions;
 use super::options::CreateArgs;
 use super::run::{self, ExecOptions, RunOptions};
+use super::stats::StatsOptions;
 use super::{inspect, lifecycle, remove, signal, Context};
 
 #[derive(Subcommand, Debug)]
@@ -124,6 +126,48 @@ pub enum ContainerCommand {
         #[arg(required = true)]
         containers: Vec<String>,
     },
+    /// Show the processes of a running container.
+    Top {
+        container: String,
+        /// ps options, accepted for docker's syntax; the default columns
+        /// are printed whatever they are.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        ps_options: Vec<String>,
+    },
+    /// Show the CPU, memory, network and block I/O use of containers
+    /// [default: the running ones], redrawn every second.
+    Stats {
+        containers: Vec<String>,
+        /// Print one sample and exit.
+        #[arg(long)]
+        no_stream: bool,
+        /// Show stopped containers too.
+        #[arg(short, long)]
+        all: bool,
+        /// json, table, or a template such as "{{.Name}}\t{{.CPUPerc}}".
+        #[arg(long)]
+        format: Option<String>,
+        /// Print full container ids.
+        #[arg(long)]
+        no_trunc: bool,
+    },
+    /// Copy files between a container and the host. SOURCE and
+    /// DESTINATION are CONTAINER:PATH, a host path, or - for a tar stream
+    /// on stdin or stdout.
+    Cp {
+        /// Keep the source's uid and gid instead of giving copies to root
+        /// (in the container) or to the calling user (on the host).
+        #[arg(short, long)]
+        archive: bool,
+        /// Follow a symlink named as SOURCE instead of copying the link.
+        #[arg(short = 'L', long)]
+        follow_link: bool,
+        /// Print no summary on stderr.
+        #[arg(short, long)]
+        quiet: bool,
+        source: String,
+        destination: String,
+    },
     /// Finish a container whose process has exited; run by the logging
     /// program, not by people.
     #[command(hide = true)]
@@ -236,6 +280,39 @@ pub async fn dispatch(ctx: &Context, command: ContainerCommand) -> anyhow::Resul
                 lifecycle::pause(ctx, id, false).await
             })
             .await
+        }
+        ContainerCommand::Top {
+            container,
+            ps_options,
+        } => super::top::top(ctx, &container, &ps_options).await,
+        ContainerCommand::Stats {
+            containers,
+            no_stream,
+            all,
+            format,
+            no_trunc,
+        } => {
+            let options = StatsOptions {
+                no_stream,
+                all,
+                format,
+                no_trunc,
+            };
+            super::stats::stats(ctx, &containers, &options).await
+        }
+        ContainerCommand::Cp {
+            archive,
+            follow_link,
+            quiet,
+            source,
+            destination,
+        } => {
+            let options = CpOptions {
+                archive,
+                follow_link,
+                quiet,
+            };
+            super::cp::cp(ctx, &source, &destination, options).await
         }
         ContainerCommand::ContainerExited { id } => {
             lifecycle::exited(ctx, &id).await?;

@@ -98,7 +98,7 @@ fn fields(row: &Row) -> Value {
 
 /// Replaces each `{{.Field}}` in `template` with the field's value;
 /// `\t` becomes a tab.
-fn render(template: &str, fields: &Value) -> String {
+pub(super) fn render(template: &str, fields: &Value) -> String {
     let mut text = template.replace("\\t", "\t");
     if let Some(map) = fields.as_object() {
         for (key, value) in map {
@@ -263,11 +263,13 @@ pub async fn container_json(ctx: &Context, record: &ContainerRecord) -> Value {
     for port in &published(record) {
         let key = format!("{}/{}", port.container_port, port.protocol);
         let binding = json!({ "HostIp": port.host_ip, "HostPort": port.host_port.to_string() });
-        port_bindings
+        if let Some(list) = port_bindings
             .entry(key)
             .or_insert_with(|| json!([]))
             .as_array_mut()
-            .map(|list| list.push(binding));
+        {
+            list.push(binding);
+        }
     }
     let mounts: Vec<Value> = record
         .mounts

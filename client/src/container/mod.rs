@@ -4,6 +4,7 @@
 
 mod attach;
 pub mod cli;
+mod cp;
 mod create;
 pub mod inspect;
 mod lifecycle;
@@ -15,7 +16,9 @@ mod remove;
 mod run;
 mod shim;
 mod signal;
+mod stats;
 pub mod store;
+mod top;
 mod tty;
 pub mod volumes;
 

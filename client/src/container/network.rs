@@ -199,26 +199,6 @@ fn set_netns(spec: &mut Value, netns: &Path) {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn network_modes() {
-        assert_eq!(
-            mode(&[]).unwrap(),
-            ("bridge".to_owned(), vec![DEFAULT_NETWORK.to_owned()])
-        );
-        assert_eq!(mode(&["none".into()]).unwrap(), ("none".to_owned(), vec![]));
-        assert_eq!(
-            mode(&["a".into(), "b".into(), "a".into()]).unwrap(),
-            ("a".to_owned(), vec!["a".to_owned(), "b".to_owned()])
-        );
-        assert!(mode(&["host".into(), "a".into()]).is_err());
-        assert!(mode(&["".into(), "a".into()]).is_err());
-    }
-}
-
 /// `network connect`: joins the running container `container` to
 /// `network` and keeps the network in its settings, so the next start
 /// joins it too.
@@ -282,4 +262,24 @@ pub fn disconnect(
         record.settings.networks.retain(|name| name != network);
     })?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn network_modes() {
+        assert_eq!(
+            mode(&[]).unwrap(),
+            ("bridge".to_owned(), vec![DEFAULT_NETWORK.to_owned()])
+        );
+        assert_eq!(mode(&["none".into()]).unwrap(), ("none".to_owned(), vec![]));
+        assert_eq!(
+            mode(&["a".into(), "b".into(), "a".into()]).unwrap(),
+            ("a".to_owned(), vec!["a".to_owned(), "b".to_owned()])
+        );
+        assert!(mode(&["host".into(), "a".into()]).is_err());
+        assert!(mode(&["".into(), "a".into()]).is_err());
+    }
 }
