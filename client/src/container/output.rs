@@ -2,6 +2,7 @@
 //! `-i`, and stdout and stderr through the logging program into the
 //! json-file log.
 
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -96,6 +97,7 @@ pub fn release(ctx: &Context, id: &str) {
 /// stderr, from the start of the log.
 pub struct Follower {
     exited: Arc<AtomicBool>,
+    wake: Option<Arc<OwnedFd>>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -105,6 +107,12 @@ pub fn follow(ctx: &Context, id: &str) -> Follower {
     let path = log_path(ctx, id);
     let exited = Arc::new(AtomicBool::new(false));
     let seen = exited.clone();
+    // Without the eventfd the follower notices the exit within its poll
+    // interval instead of at once.
+    let wake = rustix::event::eventfd(0, rustix::event::EventfdFlags::CLOEXEC)
+        .ok()
+        .map(Arc::new);
+    let wake_follower = wake.clone();
     let task = tokio::task::spawn_blocking(move || {
         let options = ReadOptions {
             follow: true,
@@ -113,15 +121,23 @@ pub fn follow(ctx: &Context, id: &str) -> Follower {
             until: None,
             timestamps: false,
         };
-        let stdout = std::io::stdout().lock();
-        let stderr = std::io::stderr().lock();
-        if let Err(err) = read_logs(&path, &options, stdout, stderr, || {
-            seen.load(Ordering::Acquire)
-        }) {
+        // The streams are not locked for the whole copy: hullctl's own
+        // messages on stderr would wait for the end of it.
+        let wake = wake_follower.as_deref().map(AsFd::as_fd);
+        let exited = || seen.load(Ordering::Acquire);
+        let copied = read_logs(
+            &path,
+            &options,
+            std::io::stdout(),
+            std::io::stderr(),
+            exited,
+            wake,
+        );
+        if let Err(err) = copied {
             eprintln!("hullctl: failed to read {}: {err:#}", path.display());
         }
     });
-    Follower { exited, task }
+    Follower { exited, wake, task }
 }
 
 impl Follower {
@@ -129,6 +145,9 @@ impl Follower {
     /// after the logging program has written the last output.
     pub async fn finish(self) {
         self.exited.store(true, Ordering::Release);
+        if let Some(wake) = &self.wake {
+            let _ = rustix::io::write(wake.as_fd(), &1u64.to_ne_bytes());
+        }
         let _ = self.task.await;
     }
 }

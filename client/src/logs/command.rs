@@ -76,9 +76,14 @@ fn print_logs(paths: &Paths, args: &LogsArgs) -> anyhow::Result<ExitCode> {
     let stdout = BufWriter::new(std::io::stdout().lock());
     let stderr = BufWriter::new(std::io::stderr().lock());
     let handle = tokio::runtime::Handle::current();
-    let invalid = read_logs(&log_path, &options, stdout, stderr, || {
-        handle.block_on(crate::container::has_exited(&store, &id))
-    })?;
+    let invalid = read_logs(
+        &log_path,
+        &options,
+        stdout,
+        stderr,
+        || handle.block_on(crate::container::has_exited(&store, &id)),
+        None,
+    )?;
     if invalid > 0 {
         eprintln!(
             "hullctl: skipped {invalid} lines of {} that are not log records",

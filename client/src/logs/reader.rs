@@ -3,6 +3,7 @@
 
 use std::collections::{HashSet, VecDeque};
 use std::io::Write;
+use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::time::Duration;
@@ -43,21 +44,23 @@ pub struct ReadOptions {
 ///
 /// With `options.follow`, it then waits for new output and prints it,
 /// through rotations, until `exited` returns true. `exited` is called at
-/// least every 250 ms. After it returns true, the log is read to its end
-/// once more, so `exited` must return true only after the logger has
-/// written the container's last output. Returns the number of lines that
-/// are not records, which are skipped.
+/// least every 250 ms, and at once when `wake` becomes readable. After it
+/// returns true, the log is read to its end once more, so `exited` must
+/// return true only after the logger has written the container's last
+/// output. Returns the number of lines that are not records, which are
+/// skipped.
 pub fn read_logs<O: Write, E: Write>(
     log_path: &Path,
     options: &ReadOptions,
     stdout: O,
     stderr: E,
     mut exited: impl FnMut() -> bool,
+    wake: Option<BorrowedFd<'_>>,
 ) -> anyhow::Result<u64> {
     let directory = log_path.parent().unwrap_or(Path::new("."));
     // Watch first, so that no change after the first read goes unnoticed.
     let watcher = if options.follow {
-        Some(Watcher::new(directory))
+        Some(Watcher::new(directory, wake))
     } else {
         None
     };
@@ -275,16 +278,17 @@ impl<O: Write, E: Write> Printer<O, E> {
     }
 }
 
-/// Wakes a follower when a file in the log's directory changes, or after
-/// [`FOLLOW_INTERVAL`].
-struct Watcher {
+/// Wakes a follower when a file in the log's directory changes, when its
+/// wake descriptor becomes readable, or after [`FOLLOW_INTERVAL`].
+struct Watcher<'a> {
     /// `None` when inotify is unavailable (no instances or watches left),
     /// and the follower polls.
     inotify: Option<Inotify>,
+    wake: Option<BorrowedFd<'a>>,
 }
 
-impl Watcher {
-    fn new(directory: &Path) -> Watcher {
+impl<'a> Watcher<'a> {
+    fn new(directory: &Path, wake: Option<BorrowedFd<'a>>) -> Watcher<'a> {
         let flags = AddWatchFlags::IN_MODIFY
             | AddWatchFlags::IN_CREATE
             | AddWatchFlags::IN_MOVED_TO
@@ -294,24 +298,38 @@ impl Watcher {
             .and_then(|inotify| inotify.add_watch(directory, flags).map(|_| inotify));
         Watcher {
             inotify: inotify.ok(),
+            wake,
         }
     }
 
     fn wait(&self) {
-        let Some(inotify) = &self.inotify else {
+        let timeout = PollTimeout::try_from(FOLLOW_INTERVAL).unwrap_or(PollTimeout::MAX);
+        let mut fds: Vec<PollFd> = self
+            .inotify
+            .iter()
+            .map(|inotify| inotify.as_fd())
+            .chain(self.wake)
+            .map(|fd| PollFd::new(fd, PollFlags::POLLIN))
+            .collect();
+        if fds.is_empty() {
             std::thread::sleep(FOLLOW_INTERVAL);
             return;
-        };
-        let timeout = PollTimeout::try_from(FOLLOW_INTERVAL).unwrap_or(PollTimeout::MAX);
-        let mut fds = [PollFd::new(
-            std::os::fd::AsFd::as_fd(inotify),
-            PollFlags::POLLIN,
-        )];
-        if let Ok(ready) = poll(&mut fds, timeout) {
-            if ready > 0 {
-                // Drain the events: only their arrival matters.
-                while inotify.read_events().is_ok_and(|events| !events.is_empty()) {}
-            }
+        }
+        let _ = poll(&mut fds, timeout);
+        if let Some(inotify) = &self.inotify {
+            // Drain the events, which do not block: only their arrival
+            // matters.
+            while inotify.read_events().is_ok_and(|events| !events.is_empty()) {}
+        }
+    }
+}
+
+impl Drop for Watcher<'_> {
+    fn drop(&mut self) {
+        // Closing an inotify instance waits for an RCU grace period, some
+        // 10 to 20 ms, which the follower's caller need not wait for.
+        if let Some(inotify) = self.inotify.take() {
+            std::thread::spawn(move || drop(inotify));
         }
     }
 }

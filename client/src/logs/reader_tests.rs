@@ -27,7 +27,7 @@ fn write_records(path: &Path, options: LogOptions, records: &[(Stream, &str, i64
 fn read(path: &Path, options: &ReadOptions) -> (String, String) {
     let mut stdout = Vec::new();
     let mut stderr = Vec::new();
-    read_logs(path, options, &mut stdout, &mut stderr, || true).unwrap();
+    read_logs(path, options, &mut stdout, &mut stderr, || true, None).unwrap();
     (
         String::from_utf8(stdout).unwrap(),
         String::from_utf8(stderr).unwrap(),
@@ -197,6 +197,7 @@ fn invalid_lines_counted_and_skipped() {
         &mut stdout,
         std::io::sink(),
         || true,
+        None,
     )
     .unwrap();
     assert_eq!(stdout, b"a\nb\n");
@@ -249,7 +250,7 @@ fn follow_through_rotation() {
     let mut stdout = Vec::new();
     let mut stderr = Vec::new();
     let finished = || done.load(Ordering::SeqCst);
-    read_logs(&path, &options, &mut stdout, &mut stderr, finished).unwrap();
+    read_logs(&path, &options, &mut stdout, &mut stderr, finished, None).unwrap();
     writer.join().unwrap();
 
     let expected_out: String = (3..200)
@@ -292,7 +293,15 @@ fn follow_waits_for_log_creation() {
     };
     let mut stdout = Vec::new();
     let finished = || done.load(Ordering::SeqCst);
-    read_logs(&path, &options, &mut stdout, std::io::sink(), finished).unwrap();
+    read_logs(
+        &path,
+        &options,
+        &mut stdout,
+        std::io::sink(),
+        finished,
+        None,
+    )
+    .unwrap();
     writer.join().unwrap();
     assert_eq!(stdout, b"late\n");
 }
@@ -308,6 +317,14 @@ fn follow_stops_after_until() {
         ..Default::default()
     };
     let mut stdout = Vec::new();
-    read_logs(&path, &options, &mut stdout, std::io::sink(), || false).unwrap();
+    read_logs(
+        &path,
+        &options,
+        &mut stdout,
+        std::io::sink(),
+        || false,
+        None,
+    )
+    .unwrap();
     assert!(stdout.is_empty(), "lines after --until were printed");
 }
