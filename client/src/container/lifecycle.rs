@@ -55,14 +55,21 @@ pub fn lock(dir: &Path) -> anyhow::Result<Option<LifecycleLock>> {
     Ok(Some(LifecycleLock { _file: file }))
 }
 
+/// A container after [`start`].
+pub struct Started {
+    pub record: ContainerRecord,
+    /// The connection to the shim when this call started the container.
+    pub shim: Option<Shim>,
+}
+
 /// Starts the container's process. A running container is left as it is.
-pub async fn start(ctx: &Context, id: &str) -> anyhow::Result<ContainerRecord> {
+pub async fn start(ctx: &Context, id: &str) -> anyhow::Result<Started> {
     let dir = ctx.store.container_dir(id);
     let no_such = || anyhow!("no such container: {id}");
     let _lock = lock(&dir)?.ok_or_else(no_such)?;
     let record = ctx.store.read(id)?.ok_or_else(no_such)?;
     match record.state {
-        State::Running | State::Paused => return Ok(record),
+        State::Running | State::Paused => return Ok(Started { record, shim: None }),
         State::Created | State::Exited => {}
         State::Creating => bail!(
             "container {} was not fully created: remove it with hullctl rm {}",
@@ -73,7 +80,10 @@ pub async fn start(ctx: &Context, id: &str) -> anyhow::Result<ContainerRecord> {
     }
     let previous = record.state;
     match start_locked(ctx, &record).await {
-        Ok(record) => Ok(record),
+        Ok((record, shim)) => Ok(Started {
+            record,
+            shim: Some(shim),
+        }),
         Err(err) => {
             release_task(ctx, id).await;
             ctx.store.update(id, |record| {
@@ -87,7 +97,10 @@ pub async fn start(ctx: &Context, id: &str) -> anyhow::Result<ContainerRecord> {
     }
 }
 
-async fn start_locked(ctx: &Context, record: &ContainerRecord) -> anyhow::Result<ContainerRecord> {
+async fn start_locked(
+    ctx: &Context,
+    record: &ContainerRecord,
+) -> anyhow::Result<(ContainerRecord, Shim)> {
     let id = &record.id;
     let dir = ctx.store.container_dir(id);
     mount_rootfs(&dir, &record.rootfs)?;
@@ -100,11 +113,10 @@ async fn start_locked(ctx: &Context, record: &ContainerRecord) -> anyhow::Result
     write_spec(&dir, &spec)?;
 
     let stdio = output::prepare(ctx, record)?;
-    let shim_record = shim::start(id, &dir).await?;
+    let (shim_record, shim) = shim::start(id, &dir).await?;
     let record = ctx.store.update(id, |record| {
         record.shim = Some(shim_record.clone());
     })?;
-    let shim = Shim::connect(id, &shim_record).await?;
     let request = CreateTaskRequest {
         id: id.clone(),
         bundle: dir.display().to_string(),
@@ -123,13 +135,14 @@ async fn start_locked(ctx: &Context, record: &ContainerRecord) -> anyhow::Result
     shim.start("")
         .await
         .map_err(|status| shim::task_error("start", &record.name, status))?;
-    ctx.store.update(id, |record| {
+    let record = ctx.store.update(id, |record| {
         record.state = State::Running;
         record.pid = Some(pid);
         record.exit_code = None;
         record.started_at = Some(super::now());
         record.finished_at = None;
-    })
+    })?;
+    Ok((record, shim))
 }
 
 /// Ends the task and shim of a container that failed to start, without
@@ -162,12 +175,7 @@ async fn end_shim(ctx: &Context, id: &str, shim_record: &super::record::ShimReco
     }
     force_delete(ctx, id).await;
     // The shim exits within milliseconds of Shutdown once it has no task.
-    for _ in 0..100 {
-        if !shim::is_alive(shim_record.pid) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    let _ = tokio::time::timeout(Duration::from_secs(1), shim::gone(shim_record.pid)).await;
     if shim::is_alive(shim_record.pid) && shim::is_shim_of(shim_record.pid, id) {
         shim::kill_and_wait(shim_record.pid).await;
         // A killed shim leaves its sockets behind.
@@ -308,18 +316,10 @@ fn is_hullctl(pid: u32) -> bool {
 /// with None when the shim process `shim_pid` is gone, which a request to
 /// it might not notice.
 pub async fn wait_exit(shim: &Shim, shim_pid: u32, exec_id: &str) -> Option<u32> {
-    let wait = shim.wait(exec_id);
-    tokio::pin!(wait);
-    let mut interval = tokio::time::interval(Duration::from_millis(500));
-    loop {
-        tokio::select! {
-            status = &mut wait => return status.ok(),
-            _ = interval.tick() => {
-                if !shim::is_alive(shim_pid) {
-                    return None;
-                }
-            }
-        }
+    tokio::select! {
+        biased;
+        status = shim.wait(exec_id) => status.ok(),
+        () = shim::gone(shim_pid) => None,
     }
 }
 

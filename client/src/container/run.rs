@@ -34,18 +34,20 @@ pub async fn run(
         record.settings.auto_remove = options.auto_remove;
         record.attached = attached;
     })?;
-    let started = lifecycle::start(ctx, &id).await;
-    if let Err(err) = started {
-        if options.auto_remove {
-            let _ = super::remove::remove(ctx, &id, true, true).await;
+    let started = match lifecycle::start(ctx, &id).await {
+        Ok(started) => started,
+        Err(err) => {
+            if options.auto_remove {
+                let _ = super::remove::remove(ctx, &id, true, true).await;
+            }
+            return Err(err);
         }
-        return Err(err);
-    }
+    };
     if options.detach {
         println!("{id}");
         return Ok(ExitCode::SUCCESS);
     }
-    let code = attach_main(ctx, &id, args.tty, args.interactive).await?;
+    let code = attach_main(ctx, &id, started.shim, args.tty, args.interactive).await?;
     if options.auto_remove {
         super::remove::remove(ctx, &id, true, true).await?;
     }
@@ -53,10 +55,12 @@ pub async fn run(
 }
 
 /// Relays the main process's stdio until it exits, finishes the container
-/// and returns the exit code.
+/// and returns the exit code. `shim` is the connection that started it, if
+/// this hullctl did.
 async fn attach_main(
     ctx: &Context,
     id: &str,
+    shim: Option<Shim>,
     terminal: bool,
     interactive: bool,
 ) -> anyhow::Result<i32> {
@@ -68,7 +72,10 @@ async fn attach_main(
         .shim
         .clone()
         .ok_or_else(|| anyhow!("container {} has no shim", record.name))?;
-    let shim = Shim::connect(id, &shim_record).await?;
+    let shim = match shim {
+        Some(shim) => shim,
+        None => Shim::connect(id, &shim_record).await?,
+    };
     let _raw = (terminal && interactive).then(tty::RawMode::enable);
     if interactive {
         attach::forward_stdin(
@@ -122,10 +129,12 @@ pub async fn start(
             })?;
         }
         match lifecycle::start(ctx, &record.id).await {
-            Ok(record) if attach => {
+            Ok(started) if attach => {
+                let record = started.record;
                 let code = attach_main(
                     ctx,
                     &record.id,
+                    started.shim,
                     record.settings.tty,
                     interactive && record.settings.interactive,
                 )

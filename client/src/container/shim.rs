@@ -67,7 +67,7 @@ pub fn runtime_program() -> anyhow::Result<PathBuf> {
 
 /// Starts the shim of container `id` for the bundle at `bundle` and
 /// returns its socket and pid.
-pub async fn start(id: &str, bundle: &Path) -> anyhow::Result<ShimRecord> {
+pub async fn start(id: &str, bundle: &Path) -> anyhow::Result<(ShimRecord, Shim)> {
     let program = shim_program()?;
     let output = tokio::process::Command::new(&program)
         .args(["-namespace", NAMESPACE, "-id", id, "-address", "/dev/null"])
@@ -104,7 +104,7 @@ pub async fn start(id: &str, bundle: &Path) -> anyhow::Result<ShimRecord> {
         .await
         .map_err(|status| task_error("connect to the shim of", id, status))?;
     record.pid = connected.into_inner().shim_pid;
-    Ok(record)
+    Ok((record, shim))
 }
 
 /// A gRPC connection to one container's shim.
@@ -304,11 +304,31 @@ pub async fn kill_and_wait(pid: u32) {
         nix::unistd::Pid::from_raw(pid as i32),
         nix::sys::signal::Signal::SIGKILL,
     );
-    for _ in 0..100 {
-        if !is_alive(pid) {
-            return;
+    let _ = tokio::time::timeout(Duration::from_secs(1), gone(pid)).await;
+}
+
+/// Returns once process `pid` has exited (a zombie counts as exited). The
+/// process need not be a child: a pidfd tells of the exit at once, and
+/// without one the process is checked every 100 ms.
+pub async fn gone(pid: u32) {
+    let pidfd = rustix::process::Pid::from_raw(pid as i32)
+        .map(|pid| rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::NONBLOCK));
+    match pidfd {
+        Some(Ok(pidfd)) => {
+            // SAFETY: the AsyncFd owns the OwnedFd, whose descriptor stays
+            // open and the same for as long as the AsyncFd lives.
+            let registered = unsafe { tokio::io::unix::AsyncFd::register(pidfd) };
+            if let Ok(pidfd) = registered {
+                // A pidfd turns readable when the process exits, and stays so.
+                let _ = pidfd.readable().await;
+                return;
+            }
         }
-        tokio::time::sleep(Duration::from_millis(10)).await;
+        Some(Err(rustix::io::Errno::SRCH)) | None => return,
+        Some(Err(_)) => {}
+    }
+    while is_alive(pid) {
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
