@@ -11,7 +11,7 @@ use anyhow::{bail, Context};
 use serde_json::{json, Map, Value};
 
 use super::cni::Target;
-use super::conflist::{conflist, CNI_VERSION};
+use super::conflist::conflist;
 use super::hosts;
 use super::iptables;
 use super::netns;
@@ -75,7 +75,7 @@ fn runtime_config(ports: &[PortMapping], publish: bool) -> Map<String, Value> {
 
 impl Networks {
     /// Creates the container's network namespace at
-    /// `<run-root>/netns/<id>`, brings up loopback, joins each network in
+    /// `<run-root>/netns/<id>` with loopback up, joins each network in
     /// order, publishes the ports through the first network and writes the
     /// hosts files of the container and of its peers. On failure it undoes
     /// what it did and returns the error.
@@ -146,7 +146,6 @@ impl Networks {
         hostname: &str,
     ) -> anyhow::Result<()> {
         netns::create(&state.netns)?;
-        self.bring_up_loopback(state)?;
         for (index, record) in records.iter().enumerate() {
             let interface = state.next_interface();
             self.add_network(state, record, &interface, index == 0)?;
@@ -157,19 +156,6 @@ impl Networks {
         hosts::write_in_place(&state.hosts_file, &text)?;
         self.update_peer_hosts(state, &all);
         Ok(())
-    }
-
-    fn bring_up_loopback(&self, state: &ContainerState) -> anyhow::Result<()> {
-        let config = json!({ "cniVersion": CNI_VERSION, "name": "loopback", "type": "loopback" });
-        let target = Target {
-            container_id: &state.id,
-            netns: &state.netns,
-            interface: "lo",
-        };
-        self.plugins
-            .exec("ADD", &target, &config)
-            .map(drop)
-            .context("failed to bring up loopback")
     }
 
     /// Runs ADD of one network's conflist, recording the network before the

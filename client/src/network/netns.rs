@@ -7,9 +7,11 @@ use std::path::Path;
 use anyhow::{bail, Context};
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use nix::sched::{unshare, CloneFlags};
+use nix::sys::socket::{socket, AddressFamily, SockFlag, SockType};
+use std::os::fd::AsRawFd;
 
-/// Creates a network namespace and bind-mounts it on `path`, which must
-/// not exist yet.
+/// Creates a network namespace with its loopback interface up and
+/// bind-mounts it on `path`, which must not exist yet.
 ///
 /// The namespace is made by a short-lived thread that unshares only its own
 /// network namespace, so the calling process and its other threads stay in
@@ -32,6 +34,7 @@ pub fn create(path: &Path) -> anyhow::Result<()> {
     let target = path.to_path_buf();
     let result = std::thread::spawn(move || -> anyhow::Result<()> {
         unshare(CloneFlags::CLONE_NEWNET).context("failed to unshare a network namespace")?;
+        bring_up_loopback().context("failed to bring up loopback")?;
         let source = format!("/proc/self/task/{}/ns/net", nix::unistd::gettid());
         mount(
             Some(source.as_str()),
@@ -53,6 +56,36 @@ pub fn create(path: &Path) -> anyhow::Result<()> {
         let _ = fs::remove_file(path);
     }
     result
+}
+
+/// Sets the up flag of `lo` in the calling thread's network namespace; the
+/// kernel then gives it 127.0.0.1 and ::1. This is what the CNI loopback
+/// plugin does, without starting a process.
+fn bring_up_loopback() -> std::io::Result<()> {
+    let socket = socket(
+        AddressFamily::Inet,
+        SockType::Datagram,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )?;
+    let fd = socket.as_raw_fd();
+    // SAFETY: ifreq is plain data, for which all zero bytes are valid.
+    let mut request: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (byte, name) in request.ifr_name.iter_mut().zip(b"lo") {
+        *byte = *name as libc::c_char;
+    }
+    // SAFETY: `request` is a valid ifreq that names an interface; the
+    // ioctls read and write only its flags.
+    unsafe {
+        if libc::ioctl(fd, libc::SIOCGIFFLAGS, &mut request) == -1 {
+            return Err(std::io::Error::last_os_error());
+        }
+        request.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short;
+        if libc::ioctl(fd, libc::SIOCSIFFLAGS, &request) == -1 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok(())
 }
 
 /// Unmounts and removes a namespace file. A file that is absent or not
