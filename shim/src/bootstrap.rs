@@ -5,8 +5,9 @@
 //! BIN -id ID [-debug] start` in the bundle directory with the runtime
 //! options on stdin, and reads the socket address from the combined stdout
 //! and stderr, which it reads until they close. `start` therefore binds the
-//! socket, starts the server as a detached process with stdio on /dev/null
-//! and the socket as fd 3, writes the address to the bundle's `address`
+//! socket, and its gRPC twin at the same path plus `.grpc`, starts the
+//! server as a detached process with stdio on /dev/null and the sockets as
+//! fds 3 and 4, writes the address to the bundle's `address`
 //! file (read when containerd restarts) and prints it. containerd 1.7 and
 //! 2.0 to 2.2 also accept a JSON bootstrap result, which containerd 2.x
 //! needs for task API version 3: `start` prints it when `MAX_SHIM_VERSION`
@@ -242,12 +243,30 @@ pub fn start(flags: &Flags) -> Result<(), BootstrapError> {
         }
         Err(source) => return Err(BootstrapError::Bind { path, source }),
     };
+    // The gRPC socket is bound here too, so that a client may connect as
+    // soon as `start` has printed the address.
+    let grpc_path = grpc_socket_path(&path);
+    let _ = std::fs::remove_file(&grpc_path);
+    let grpc_listener = match UnixListener::bind(&grpc_path) {
+        Ok(listener) => listener,
+        Err(source) => {
+            let _ = std::fs::remove_file(&path);
+            return Err(BootstrapError::Bind {
+                path: grpc_path,
+                source,
+            });
+        }
+    };
     let ttrpc_address = input
         .params
         .as_ref()
         .map(|params| params.containerd_ttrpc_address.as_str())
         .filter(|address| !address.is_empty());
-    let result = spawn_server(flags, &bundle, &address, &listener, ttrpc_address).and_then(|pid| {
+    let listeners = Listeners {
+        ttrpc: &listener,
+        grpc: &grpc_listener,
+    };
+    let result = spawn_server(flags, &bundle, &address, listeners, ttrpc_address).and_then(|pid| {
         match options.shim_cgroup.as_str() {
             "" => Ok(()),
             cgroup => move_to_cgroup(pid, cgroup),
@@ -255,6 +274,7 @@ pub fn start(flags: &Flags) -> Result<(), BootstrapError> {
     });
     if result.is_err() {
         let _ = std::fs::remove_file(&path);
+        let _ = std::fs::remove_file(&grpc_path);
         return result;
     }
     print_reply(&reply);
@@ -272,14 +292,27 @@ fn print_reply(reply: &[u8]) {
     let _ = stdout.flush();
 }
 
-/// Starts the server with the bound socket as fd 3 and returns its pid.
-/// `ttrpc_address` is containerd's event address when the bootstrap
-/// parameters carried it; otherwise the server reads `TTRPC_ADDRESS`.
+/// The bound sockets that `start` hands to the server.
+#[derive(Clone, Copy)]
+struct Listeners<'a> {
+    ttrpc: &'a UnixListener,
+    grpc: &'a UnixListener,
+}
+
+/// Descriptor of the ttrpc socket in the server that `start` spawns.
+pub const TTRPC_LISTENER_FD: i32 = 3;
+/// Descriptor of the gRPC socket in the server that `start` spawns.
+pub const GRPC_LISTENER_FD: i32 = 4;
+
+/// Starts the server with the bound ttrpc socket as fd 3 and the gRPC
+/// socket as fd 4, and returns its pid. `ttrpc_address` is containerd's
+/// event address when the bootstrap parameters carried it; otherwise the
+/// server reads `TTRPC_ADDRESS`.
 fn spawn_server(
     flags: &Flags,
     bundle: &Path,
     address: &str,
-    listener: &UnixListener,
+    listeners: Listeners<'_>,
     ttrpc_address: Option<&str>,
 ) -> Result<u32, BootstrapError> {
     write_address(bundle, address)?;
@@ -303,21 +336,24 @@ fn spawn_server(
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null());
-    let listener_fd = listener.as_raw_fd();
+    let ttrpc_fd = listeners.ttrpc.as_raw_fd();
+    let grpc_fd = listeners.grpc.as_raw_fd();
     // SAFETY: the closure runs in the forked child before exec and calls
-    // only setsid, dup2 and fcntl, which are async-signal-safe.
+    // only setsid, fcntl, dup2 and close, which are async-signal-safe.
     unsafe {
         command.pre_exec(move || {
             if libc::setsid() == -1 {
                 return Err(std::io::Error::last_os_error());
             }
-            if listener_fd == 3 {
-                // dup2 onto itself keeps close-on-exec set, so clear it.
-                if libc::fcntl(3, libc::F_SETFD, 0) == -1 {
+            // Copies above fd 4 first, so that placing one socket cannot
+            // close the other; dup2 leaves close-on-exec clear.
+            for (fd, target) in [(ttrpc_fd, TTRPC_LISTENER_FD), (grpc_fd, GRPC_LISTENER_FD)]
+                .map(|(fd, target)| (libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 10), target))
+            {
+                if fd == -1 || libc::dup2(fd, target) == -1 {
                     return Err(std::io::Error::last_os_error());
                 }
-            } else if libc::dup2(listener_fd, 3) == -1 {
-                return Err(std::io::Error::last_os_error());
+                libc::close(fd);
             }
             Ok(())
         });

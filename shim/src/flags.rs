@@ -15,7 +15,8 @@ pub struct Flags {
     /// because this shim publishes over `TTRPC_ADDRESS`.
     pub publish_binary: String,
     pub bundle: Option<PathBuf>,
-    /// Path of the listening socket in serve mode. An empty path means fd 3.
+    /// Path of the listening socket in serve mode. Without it, the sockets
+    /// are fds 3 (ttrpc) and 4 (gRPC).
     pub socket: Option<String>,
     pub debug: bool,
     pub version: bool,

@@ -4,8 +4,9 @@
 //! Run without an action, the binary is the shim server. It serves the task
 //! API over ttrpc, as `containerd.task.v2.Task` and `containerd.task.v3.Task`,
 //! on the socket that `start` passed as fd 3 or on `-socket PATH`. It also
-//! serves it over gRPC, with reflection and health, on that path plus `.grpc`,
-//! starting the gRPC server on the first gRPC connection.
+//! serves it over gRPC, with reflection and health, on that path plus `.grpc`
+//! (fd 4 from `start`), starting the gRPC server on the first gRPC
+//! connection.
 
 mod bootstrap;
 mod checkpoint;
@@ -130,18 +131,35 @@ async fn serve_async(flags: &Flags, bundle: &Path) -> Result<(), String> {
             PathBuf::from(address.trim().trim_start_matches("unix://"))
         }
     };
-    let listener = match &flags.socket {
+    let grpc_path = bootstrap::grpc_socket_path(&socket_path);
+    let (listener, grpc_listener) = match &flags.socket {
         Some(_) => {
             let _ = std::fs::remove_file(&socket_path);
-            hull_proto::ttrpc::bind(&socket_path).map_err(|error| error.to_string())?
+            let _ = std::fs::remove_file(&grpc_path);
+            let listener =
+                hull_proto::ttrpc::bind(&socket_path).map_err(|error| error.to_string())?;
+            let grpc_listener = std::os::unix::net::UnixListener::bind(&grpc_path)
+                .map_err(|error| format!("failed to bind {}: {error}", grpc_path.display()))?;
+            (listener, grpc_listener)
         }
         None => {
-            // SAFETY: `start` passes the listening socket as fd 3, and
-            // nothing else in this process owns that descriptor.
-            let fd = unsafe { OwnedFd::from_raw_fd(3) };
-            hull_proto::ttrpc::listener_from_fd(fd).map_err(|error| error.to_string())?
+            // SAFETY: `start` passes the listening sockets as fds 3 and 4,
+            // and nothing else in this process owns those descriptors.
+            let (fd, grpc_fd) = unsafe {
+                (
+                    OwnedFd::from_raw_fd(bootstrap::TTRPC_LISTENER_FD),
+                    OwnedFd::from_raw_fd(bootstrap::GRPC_LISTENER_FD),
+                )
+            };
+            let listener =
+                hull_proto::ttrpc::listener_from_fd(fd).map_err(|error| error.to_string())?;
+            (listener, std::os::unix::net::UnixListener::from(grpc_fd))
         }
     };
+    let grpc_listener = grpc_listener
+        .set_nonblocking(true)
+        .and_then(|()| tokio::net::UnixListener::from_std(grpc_listener))
+        .map_err(|error| format!("failed to listen on {}: {error}", grpc_path.display()))?;
 
     let reaper = Reaper::start().map_err(|error| format!("failed to start the reaper: {error}"))?;
     let publisher = std::env::var("TTRPC_ADDRESS")
@@ -167,10 +185,6 @@ async fn serve_async(flags: &Flags, bundle: &Path) -> Result<(), String> {
     let ttrpc_task =
         tokio::spawn(ttrpc.serve_with_shutdown(listener, token.clone().cancelled_owned()));
 
-    let grpc_path = bootstrap::grpc_socket_path(&socket_path);
-    let _ = std::fs::remove_file(&grpc_path);
-    let grpc_listener = tokio::net::UnixListener::bind(&grpc_path)
-        .map_err(|error| format!("failed to bind {}: {error}", grpc_path.display()))?;
     let grpc_task = tokio::spawn(grpc::serve_lazily(grpc_listener, task, token.clone()));
     tracing::info!(
         id = flags.id,
