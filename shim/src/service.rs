@@ -11,7 +11,7 @@ use hull_proto::containerd::types::Envelope;
 use hull_proto::containerd::v1::types::Status;
 use hull_proto::events::{envelope, Publisher, TaskEvent};
 use hull_proto::ttrpc::Code;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 use tonic::Status as RpcStatus;
 
@@ -60,6 +60,9 @@ pub struct Service {
     events: mpsc::UnboundedSender<EventMessage>,
     /// Cancelled by Shutdown once no container is left.
     pub shutdown: CancellationToken,
+    /// Number of Create, Start and Delete calls still running, which
+    /// Shutdown waits for.
+    pub in_flight: watch::Sender<usize>,
 }
 
 impl Service {
@@ -88,6 +91,7 @@ impl Service {
             containers: Mutex::new(HashMap::new()),
             events,
             shutdown: CancellationToken::new(),
+            in_flight: watch::Sender::new(0),
         })
     }
 

@@ -41,6 +41,33 @@ fn require_id(id: &str) -> Result<(), RpcStatus> {
     Ok(())
 }
 
+/// Time Shutdown waits for the Create, Start and Delete calls in flight.
+const IN_FLIGHT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Runs `work` to its end on a task of its own, so that a client that
+/// disconnects mid-call, which drops the request's future, leaves no
+/// half-made container or process behind. Shutdown waits for it.
+async fn to_completion<T: Send + 'static>(
+    service: &Service,
+    work: impl std::future::Future<Output = Result<T, RpcStatus>> + Send + 'static,
+) -> Result<T, RpcStatus> {
+    service.in_flight.send_modify(|count| *count += 1);
+    let task = tokio::spawn(work);
+    let in_flight = service.in_flight.clone();
+    // The count drops when the work ends, also after the caller is gone.
+    let result = tokio::spawn(async move {
+        let result = task.await;
+        in_flight.send_modify(|count| *count -= 1);
+        result
+    });
+    match result.await {
+        Ok(Ok(result)) => result,
+        Ok(Err(error)) | Err(error) => {
+            Err(RpcStatus::internal(format!("the request failed: {error}")))
+        }
+    }
+}
+
 impl TaskService {
     async fn create_container(&self, request: CreateTaskRequest) -> Result<u32, RpcStatus> {
         let service = &self.0;
@@ -239,24 +266,35 @@ impl Task for TaskService {
     }
 
     async fn create(&self, request: Request<CreateTaskRequest>) -> RpcResult<CreateTaskResponse> {
-        let pid = self.create_container(request.into_inner()).await?;
+        let task = self.clone();
+        let request = request.into_inner();
+        let pid =
+            to_completion(&self.0, async move { task.create_container(request).await }).await?;
         Ok(Response::new(CreateTaskResponse { pid }))
     }
 
     async fn start(&self, request: Request<StartRequest>) -> RpcResult<StartResponse> {
         let request = request.into_inner();
         let container = self.0.container(&request.id)?;
-        let pid = if request.exec_id.is_empty() {
-            self.0.start_init(&container).await?
-        } else {
-            let process = self.0.process(&request.id, &request.exec_id)?;
-            self.0.start_exec(&container, &process).await?
-        };
+        let service = self.0.clone();
+        let pid = to_completion(&self.0, async move {
+            if request.exec_id.is_empty() {
+                service.start_init(&container).await
+            } else {
+                let process = service.process(&request.id, &request.exec_id)?;
+                service.start_exec(&container, &process).await
+            }
+        })
+        .await?;
         Ok(Response::new(StartResponse { pid }))
     }
 
     async fn delete(&self, request: Request<DeleteRequest>) -> RpcResult<DeleteResponse> {
-        Ok(Response::new(self.delete_process(request.get_ref()).await?))
+        let task = self.clone();
+        let request = request.into_inner();
+        let response =
+            to_completion(&self.0, async move { task.delete_process(&request).await }).await?;
+        Ok(Response::new(response))
     }
 
     async fn pids(&self, request: Request<PidsRequest>) -> RpcResult<PidsResponse> {
@@ -481,6 +519,14 @@ impl Task for TaskService {
             tracing::info!("shutting down now as requested");
             self.0.shutdown.cancel();
             return Ok(Response::new(()));
+        }
+        // A Create whose client went away still runs; its container counts.
+        let mut in_flight = self.0.in_flight.subscribe();
+        if tokio::time::timeout(IN_FLIGHT_TIMEOUT, in_flight.wait_for(|count| *count == 0))
+            .await
+            .is_err()
+        {
+            tracing::warn!("Create, Start or Delete still runs after {IN_FLIGHT_TIMEOUT:?}");
         }
         let remaining = self
             .0
