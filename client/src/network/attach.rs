@@ -168,7 +168,7 @@ impl Networks {
         publish: bool,
     ) -> anyhow::Result<()> {
         iptables::ensure_network(record)?;
-        let list = conflist(record, &self.ipam_dir());
+        let list = conflist(record, &self.ipam_dir(), publish && !state.ports.is_empty());
         state.networks.push(NetworkState {
             network: record.name.clone(),
             interface: interface.to_string(),

@@ -11,44 +11,46 @@ use super::record::NetworkRecord;
 pub const CNI_VERSION: &str = "1.0.0";
 
 /// Returns the conflist of a network: `bridge` (with `host-local` addresses
-/// leased below `ipam_dir`), `portmap` for published ports and `firewall`,
-/// which lets the containers' traffic through a FORWARD chain whose policy
-/// drops it.
-pub fn conflist(record: &NetworkRecord, ipam_dir: &Path) -> Value {
+/// leased below `ipam_dir`), `portmap` when the container publishes ports
+/// through this network, and `firewall`, which lets the containers' traffic
+/// through a FORWARD chain whose policy drops it. Without ports, portmap
+/// would only cost a process start at ADD and at DEL.
+pub fn conflist(record: &NetworkRecord, ipam_dir: &Path, publishes_ports: bool) -> Value {
     let routes = if record.internal {
         json!([])
     } else {
         json!([{ "dst": "0.0.0.0/0" }])
     };
+    let mut plugins = vec![json!({
+        "type": "bridge",
+        "bridge": record.bridge,
+        "isGateway": true,
+        "ipMasq": record.ip_masq,
+        "hairpinMode": true,
+        "ipam": {
+            "type": "host-local",
+            "dataDir": ipam_dir,
+            "ranges": [[{
+                "subnet": record.subnet.to_string(),
+                "gateway": record.gateway.to_string(),
+            }]],
+            "routes": routes,
+        },
+    })];
+    if publishes_ports {
+        plugins.push(json!({
+            "type": "portmap",
+            "capabilities": { "portMappings": true },
+        }));
+    }
+    plugins.push(json!({
+        "type": "firewall",
+        "backend": "iptables",
+    }));
     json!({
         "cniVersion": CNI_VERSION,
         "name": record.name,
-        "plugins": [
-            {
-                "type": "bridge",
-                "bridge": record.bridge,
-                "isGateway": true,
-                "ipMasq": record.ip_masq,
-                "hairpinMode": true,
-                "ipam": {
-                    "type": "host-local",
-                    "dataDir": ipam_dir,
-                    "ranges": [[{
-                        "subnet": record.subnet.to_string(),
-                        "gateway": record.gateway.to_string(),
-                    }]],
-                    "routes": routes,
-                },
-            },
-            {
-                "type": "portmap",
-                "capabilities": { "portMappings": true },
-            },
-            {
-                "type": "firewall",
-                "backend": "iptables",
-            },
-        ],
+        "plugins": plugins,
     })
 }
 
@@ -111,7 +113,7 @@ mod tests {
 
     #[test]
     fn conflist_chains_bridge_portmap_firewall() {
-        let list = conflist(&record(false), Path::new("/run/hull/ctl/cni/ipam"));
+        let list = conflist(&record(false), Path::new("/run/hull/ctl/cni/ipam"), true);
         assert_eq!(list["cniVersion"], "1.0.0");
         assert_eq!(list["name"], "web");
         let types: Vec<&str> = list["plugins"]
@@ -134,13 +136,25 @@ mod tests {
 
     #[test]
     fn internal_network_has_no_default_route() {
-        let list = conflist(&record(true), Path::new("/ipam"));
+        let list = conflist(&record(true), Path::new("/ipam"), true);
         assert_eq!(list["plugins"][0]["ipam"]["routes"], json!([]));
     }
 
     #[test]
+    fn conflist_without_ports_has_no_portmap() {
+        let list = conflist(&record(false), Path::new("/ipam"), false);
+        let types: Vec<&str> = list["plugins"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["type"].as_str().unwrap())
+            .collect();
+        assert_eq!(types, ["bridge", "firewall"]);
+    }
+
+    #[test]
     fn plugin_config_adds_name_result_and_capabilities() {
-        let list = conflist(&record(false), Path::new("/ipam"));
+        let list = conflist(&record(false), Path::new("/ipam"), true);
         let mut runtime = serde_json::Map::new();
         runtime.insert(
             String::from("portMappings"),
