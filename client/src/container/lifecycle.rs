@@ -105,18 +105,27 @@ async fn start_locked(
     let dir = ctx.store.container_dir(id);
     mount_rootfs(&dir, &record.rootfs)?;
     let mut spec = read_spec(&dir)?;
-    let attachment = super::network::setup(ctx, record, &mut spec).await?;
-    ctx.store.update(id, |record| {
+    let stdio = output::prepare(ctx, record)?;
+    // The CNI plugins and the shim's start are both process starts that
+    // do not depend on each other: run them together.
+    let (attachment, started) = tokio::join!(
+        super::network::setup(ctx, record, &mut spec),
+        shim::start(id, &dir)
+    );
+    // Whatever started is recorded before an error returns, so that the
+    // caller's cleanup finds it.
+    if let Ok((shim_record, _)) = &started {
+        ctx.store.update(id, |record| {
+            record.shim = Some(shim_record.clone());
+        })?;
+    }
+    let attachment = attachment?;
+    let (_, shim) = started?;
+    let record = ctx.store.update(id, |record| {
         record.network_attachment = attachment.clone();
         record.stopped_by_user = false;
     })?;
     write_spec(&dir, &spec)?;
-
-    let stdio = output::prepare(ctx, record)?;
-    let (shim_record, shim) = shim::start(id, &dir).await?;
-    let record = ctx.store.update(id, |record| {
-        record.shim = Some(shim_record.clone());
-    })?;
     let request = CreateTaskRequest {
         id: id.clone(),
         bundle: dir.display().to_string(),
@@ -251,8 +260,14 @@ pub async fn finish(ctx: &Context, id: &str, wait: bool) -> anyhow::Result<Optio
             finished_now: false,
         }));
     };
-    let status = end_shim(ctx, id, &shim_record).await.or(exit);
-    if let Err(err) = super::network::teardown(ctx, id).await {
+    // The runtime's delete and the CNI plugins' DEL do not depend on each
+    // other.
+    let (status, torn_down) = tokio::join!(
+        end_shim(ctx, id, &shim_record),
+        super::network::teardown(ctx, id)
+    );
+    let status = status.or(exit);
+    if let Err(err) = torn_down {
         tracing::warn!(container = %id, error = %format!("{err:#}"), "failed to tear down the network");
     }
     output::release(ctx, id);
