@@ -6,13 +6,14 @@ use std::path::Path;
 use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
 
-/// Returns a /24 in 10.89.0.0/17 that differs between calls of this
-/// process and, most likely, between processes. (hullctl's own unit tests
-/// take theirs from 10.89.128.0/17.)
+/// Returns a /24 in 10.89.64.0/18 that differs between calls of this
+/// process and, most likely, between processes. The default networks of
+/// the tests' private run roots take the free /24s from 10.89.0.0 up, and
+/// hullctl's own unit tests take theirs from 10.89.128.0/17.
 pub fn unique_subnet() -> String {
     static COUNTER: AtomicU32 = AtomicU32::new(0);
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let third = 1 + (std::process::id() * 7 + n * 13) % 127;
+    let third = 64 + (std::process::id() * 7 + n * 13) % 64;
     format!("10.89.{third}.0/24")
 }
 
