@@ -197,7 +197,8 @@ impl StateDir {
         Ok(states)
     }
 
-    /// Writes a state atomically (write, fsync, rename).
+    /// Writes a state atomically (write, rename). It is not flushed to
+    /// disk: it describes network namespaces, which a reboot ends.
     pub fn write(&self, state: &ContainerState) -> anyhow::Result<()> {
         fs::create_dir_all(&self.dir)
             .with_context(|| format!("failed to create {}", self.dir.display()))?;
@@ -207,7 +208,6 @@ impl StateDir {
         let mut file = fs::File::create(&temporary)
             .with_context(|| format!("failed to create {}", temporary.display()))?;
         file.write_all(&json)
-            .and_then(|()| file.sync_all())
             .with_context(|| format!("failed to write {}", temporary.display()))?;
         fs::rename(&temporary, &path).with_context(|| {
             format!(
