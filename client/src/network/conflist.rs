@@ -11,10 +11,11 @@ use super::record::NetworkRecord;
 pub const CNI_VERSION: &str = "1.0.0";
 
 /// Returns the conflist of a network: `bridge` (with `host-local` addresses
-/// leased below `ipam_dir`), `portmap` when the container publishes ports
-/// through this network, and `firewall`, which lets the containers' traffic
-/// through a FORWARD chain whose policy drops it. Without ports, portmap
-/// would only cost a process start at ADD and at DEL.
+/// leased below `ipam_dir`), and `portmap` when the container publishes
+/// ports through this network. Without ports, portmap would only cost a
+/// process start at ADD and at DEL. The network's iptables rules accept its
+/// forwarded traffic, which the `firewall` plugin would do with a dozen
+/// iptables runs per container.
 pub fn conflist(record: &NetworkRecord, ipam_dir: &Path, publishes_ports: bool) -> Value {
     let routes = if record.internal {
         json!([])
@@ -43,10 +44,6 @@ pub fn conflist(record: &NetworkRecord, ipam_dir: &Path, publishes_ports: bool) 
             "capabilities": { "portMappings": true },
         }));
     }
-    plugins.push(json!({
-        "type": "firewall",
-        "backend": "iptables",
-    }));
     json!({
         "cniVersion": CNI_VERSION,
         "name": record.name,
@@ -112,7 +109,7 @@ mod tests {
     }
 
     #[test]
-    fn conflist_chains_bridge_portmap_firewall() {
+    fn conflist_chains_bridge_and_portmap() {
         let list = conflist(&record(false), Path::new("/run/hull/ctl/cni/ipam"), true);
         assert_eq!(list["cniVersion"], "1.0.0");
         assert_eq!(list["name"], "web");
@@ -122,7 +119,7 @@ mod tests {
             .iter()
             .map(|p| p["type"].as_str().unwrap())
             .collect();
-        assert_eq!(types, ["bridge", "portmap", "firewall"]);
+        assert_eq!(types, ["bridge", "portmap"]);
         let bridge = &list["plugins"][0];
         assert_eq!(bridge["bridge"], "hull-ababababab");
         assert_eq!(bridge["isGateway"], true);
@@ -149,7 +146,7 @@ mod tests {
             .iter()
             .map(|p| p["type"].as_str().unwrap())
             .collect();
-        assert_eq!(types, ["bridge", "firewall"]);
+        assert_eq!(types, ["bridge"]);
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! Container networking through the CNI plugins: bridge networks with
-//! `host-local` addresses, published ports through `portmap`, the
-//! `firewall` plugin's FORWARD rules, and name resolution between the
-//! containers of a network through their hosts files.
+//! `host-local` addresses, published ports through `portmap`, hull's own
+//! FORWARD rules per network, and name resolution between the containers
+//! of a network through their hosts files.
 //!
 //! Records of networks live in `<root>/networks`; everything a reboot must
 //! clear (network namespaces, address leases, attachments) lives in the
