@@ -520,7 +520,8 @@ impl Task for TaskService {
             self.0.shutdown.cancel();
             return Ok(Response::new(()));
         }
-        // A Create whose client went away still runs; its container counts.
+        // A Create whose client went away still runs, and its container
+        // counts.
         let mut in_flight = self.0.in_flight.subscribe();
         if tokio::time::timeout(IN_FLIGHT_TIMEOUT, in_flight.wait_for(|count| *count == 0))
             .await

@@ -55,7 +55,7 @@ pub fn lock(dir: &Path) -> anyhow::Result<Option<LifecycleLock>> {
     Ok(Some(LifecycleLock { _file: file }))
 }
 
-/// A container after [`start`].
+/// Result of [`start`]: the container's record and shim connection.
 pub struct Started {
     pub record: ContainerRecord,
     /// The connection to the shim when this call started the container.

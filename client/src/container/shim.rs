@@ -308,7 +308,7 @@ pub async fn kill_and_wait(pid: u32) {
 }
 
 /// Returns once process `pid` has exited (a zombie counts as exited). The
-/// process need not be a child: a pidfd tells of the exit at once, and
+/// process need not be a child: a pidfd becomes readable at the exit, and
 /// without one the process is checked every 100 ms.
 pub async fn gone(pid: u32) {
     let pidfd = rustix::process::Pid::from_raw(pid as i32)

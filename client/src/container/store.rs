@@ -109,10 +109,10 @@ impl Store {
     /// A process that dies at any point leaves the old or the new record,
     /// since the rename replaces it in one step. Only the first record is
     /// flushed to disk before the rename, so that a container outlives a
-    /// power loss; later writes skip the flush, which would cost a
-    /// millisecond each, and rely on the rename: ext4 (with its default
-    /// `auto_da_alloc`) and btrfs write the data of a file that replaces
-    /// another before they commit the rename.
+    /// power loss. Later writes skip the flush, which would cost about a
+    /// millisecond each, and rely on the rename instead: ext4 (with its
+    /// default `auto_da_alloc`) and btrfs write the data of a file that
+    /// replaces another before they commit the rename.
     pub fn write(&self, _lock: &StoreLock, record: &ContainerRecord) -> anyhow::Result<()> {
         let dir = self.container_dir(&record.id);
         fs::create_dir_all(&dir).with_context(|| format!("failed to create {}", dir.display()))?;

@@ -108,18 +108,21 @@ mod tests {
         }
     }
 
+    fn plugin_types(list: &Value) -> Vec<&str> {
+        list["plugins"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|plugin| plugin["type"].as_str().unwrap())
+            .collect()
+    }
+
     #[test]
     fn conflist_chains_bridge_and_portmap() {
         let list = conflist(&record(false), Path::new("/run/hull/ctl/cni/ipam"), true);
         assert_eq!(list["cniVersion"], "1.0.0");
         assert_eq!(list["name"], "web");
-        let types: Vec<&str> = list["plugins"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|p| p["type"].as_str().unwrap())
-            .collect();
-        assert_eq!(types, ["bridge", "portmap"]);
+        assert_eq!(plugin_types(&list), ["bridge", "portmap"]);
         let bridge = &list["plugins"][0];
         assert_eq!(bridge["bridge"], "hull-ababababab");
         assert_eq!(bridge["isGateway"], true);
@@ -140,13 +143,7 @@ mod tests {
     #[test]
     fn conflist_without_ports_has_no_portmap() {
         let list = conflist(&record(false), Path::new("/ipam"), false);
-        let types: Vec<&str> = list["plugins"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|p| p["type"].as_str().unwrap())
-            .collect();
-        assert_eq!(types, ["bridge"]);
+        assert_eq!(plugin_types(&list), ["bridge"]);
     }
 
     #[test]

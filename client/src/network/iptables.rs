@@ -1,7 +1,7 @@
-//! hull's own filter rules: traffic between two hull networks is dropped,
-//! so is traffic between an internal network and any other interface, and
-//! the rest of a network's traffic is accepted, as the CNI firewall plugin
-//! would accept it container by container.
+//! hull's own filter rules. Traffic between two hull networks is dropped,
+//! and so is traffic between an internal network and any other interface.
+//! The rest of a network's forwarded traffic is accepted, which the CNI
+//! firewall plugin would do container by container.
 //!
 //! The FORWARD chain jumps first to `HULL-ISOLATION`. It holds the
 //! isolation rules of every network first (they are inserted at its top)
@@ -142,7 +142,7 @@ fn rule_line(chain: &str, rule: &[String]) -> String {
     line
 }
 
-/// Returns true when the listed filter rules hold everything that
+/// Returns true when the listed filter rules contain everything that
 /// [`ensure_network`] adds for `record`, with FORWARD's jump first.
 fn network_ready(listed: &str, record: &NetworkRecord) -> bool {
     let lines: Vec<&str> = listed.lines().collect();
@@ -248,7 +248,7 @@ mod tests {
     }
 
     #[test]
-    fn ready_only_with_every_rule_and_the_jump_first() {
+    fn network_ready_needs_rules_and_jump() {
         let record = record(false);
         let listed = "-P FORWARD ACCEPT\n\
             -N HULL-ISOLATION\n\
