@@ -1,10 +1,13 @@
 //! Observations of container networking on the host: bridge ports,
 //! iptables rules and host-local address leases.
 
+use std::collections::BTreeSet;
 use std::fs;
+use std::net::TcpListener;
 use std::path::Path;
 use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Mutex;
 
 /// Returns a /24 in 10.89.64.0/18 that differs between calls of this
 /// process and, most likely, between processes. The default networks of
@@ -15,6 +18,21 @@ pub fn unique_subnet() -> String {
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
     let third = 64 + (std::process::id() * 7 + n * 13) % 64;
     format!("10.89.{third}.0/24")
+}
+
+/// Returns a TCP port on 127.0.0.1 that was free a moment ago. No two calls
+/// in one process return the same port, because the kernel may give a
+/// released port to the next bind and two tests run at once.
+pub fn free_port() -> u16 {
+    static TAKEN: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
+    let mut taken = TAKEN.lock().unwrap();
+    loop {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("failed to bind a loopback port");
+        let port = listener.local_addr().unwrap().port();
+        if taken.insert(port) {
+            return port;
+        }
+    }
 }
 
 /// Returns the names of the interfaces enslaved to `bridge`.

@@ -242,12 +242,23 @@ fn leases(run_root: &Path, network: &str) -> Vec<String> {
         .collect()
 }
 
+/// Returns a loopback port that was free, and never the same one twice
+/// in this process: the kernel may hand a released port to the next
+/// caller, which would let two tests that run at once share it.
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut given = GIVEN.lock().unwrap();
+    loop {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        if !given.contains(&port) {
+            given.push(port);
+            return port;
+        }
+    }
 }
 
 fn loopback_mapping(host_port: u16) -> PortMapping {

@@ -4,14 +4,10 @@
 use std::time::{Duration, Instant};
 
 use hull_integration::containers::Host;
-use hull_integration::network::{bridge_ports, iptables_rules, leases, link_exists, unique_subnet};
+use hull_integration::network::{
+    bridge_ports, free_port, iptables_rules, leases, link_exists, unique_subnet,
+};
 use hull_integration::{require_root, require_tools, unique_id};
-
-/// Returns a free TCP port on 127.0.0.1.
-fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap().port()
-}
 
 /// Fetches `url` with a plain HTTP/1.0 GET from the host, retrying while
 /// the server starts.
