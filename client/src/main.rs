@@ -22,7 +22,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 #[command(
     name = "hullctl",
     version,
-    about = "Manage OCI images through hull-imaged"
+    about = "Run containers from OCI images, and manage the images, networks and volumes"
 )]
 struct Cli {
     #[command(flatten)]
