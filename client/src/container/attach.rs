@@ -22,45 +22,59 @@ pub fn make_fifo(path: &Path) -> anyhow::Result<()> {
         .with_context(|| format!("failed to create FIFO {}", path.display()))
 }
 
-/// Copies hullctl's stdin into the FIFO at `fifo` on a thread of its own,
-/// since a read from a terminal cannot be cancelled, then closes the
-/// process's stdin through the shim at end of input.
-pub fn forward_stdin(fifo: &Path, shim: Shim, id: String, exec_id: String) -> anyhow::Result<()> {
+/// The stdin FIFO of a process, open for writing before the process
+/// starts, so that the shim's open of its end does not wait.
+pub struct StdinFifo {
+    writer: std::fs::File,
+}
+
+/// Opens the FIFO at `fifo` for [`StdinFifo::forward`].
+pub fn open_stdin(fifo: &Path) -> anyhow::Result<StdinFifo> {
     // Read-write, so the open does not wait for the shim's reader.
-    let mut writer = std::fs::OpenOptions::new()
+    let writer = std::fs::OpenOptions::new()
         .read(true)
         .write(true)
         .open(fifo)
         .with_context(|| format!("failed to open {}", fifo.display()))?;
-    let (done, ended) = oneshot::channel::<()>();
-    std::thread::spawn(move || {
-        let mut stdin = std::io::stdin().lock();
-        let mut buffer = [0u8; 8192];
-        loop {
-            match stdin.read(&mut buffer) {
-                Ok(0) | Err(_) => break,
-                Ok(n) => {
-                    if writer.write_all(&buffer[..n]).is_err() {
-                        break;
+    Ok(StdinFifo { writer })
+}
+
+impl StdinFifo {
+    /// Copies hullctl's stdin into the FIFO on a thread of its own, since a
+    /// read from a terminal cannot be cancelled, then closes the process's
+    /// stdin through the shim at end of input. Call it once the process has
+    /// started: the shim ignores a CloseIO for a process that has not.
+    pub fn forward(self, shim: Shim, id: String, exec_id: String) {
+        let mut writer = self.writer;
+        let (done, ended) = oneshot::channel::<()>();
+        std::thread::spawn(move || {
+            let mut stdin = std::io::stdin().lock();
+            let mut buffer = [0u8; 8192];
+            loop {
+                match stdin.read(&mut buffer) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => {
+                        if writer.write_all(&buffer[..n]).is_err() {
+                            break;
+                        }
                     }
                 }
             }
-        }
-        let _ = done.send(());
-    });
-    tokio::spawn(async move {
-        if ended.await.is_ok() {
-            let _ = shim
-                .client()
-                .close_io(CloseIoRequest {
-                    id,
-                    exec_id,
-                    stdin: true,
-                })
-                .await;
-        }
-    });
-    Ok(())
+            let _ = done.send(());
+        });
+        tokio::spawn(async move {
+            if ended.await.is_ok() {
+                let _ = shim
+                    .client()
+                    .close_io(CloseIoRequest {
+                        id,
+                        exec_id,
+                        stdin: true,
+                    })
+                    .await;
+            }
+        });
+    }
 }
 
 /// Sets the process's pty to the size of hullctl's terminal now and after

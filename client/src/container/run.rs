@@ -78,12 +78,11 @@ async fn attach_main(
     };
     let _raw = (terminal && interactive).then(tty::RawMode::enable);
     if interactive {
-        attach::forward_stdin(
-            &output::stdin_path(ctx, id),
+        attach::open_stdin(&output::stdin_path(ctx, id))?.forward(
             shim.clone(),
             id.to_owned(),
             String::new(),
-        )?;
+        );
     }
     if terminal {
         attach::forward_resize(shim.clone(), id.to_owned(), String::new());
@@ -246,12 +245,17 @@ pub async fn exec(
             .await
             .map_err(|status| shim::task_error("exec in", &record.name, status))?;
         let _raw = (options.tty && options.interactive).then(tty::RawMode::enable);
-        if options.interactive && !options.detach {
-            attach::forward_stdin(&stdin, shim.clone(), record.id.clone(), exec_id.clone())?;
-        }
+        let stdin_fifo = if options.interactive && !options.detach {
+            Some(attach::open_stdin(&stdin)?)
+        } else {
+            None
+        };
         if let Err(status) = shim.start(&exec_id).await {
             let _ = shim.delete(&exec_id).await;
             return Err(shim::task_error("start exec in", &record.name, status));
+        }
+        if let Some(fifo) = stdin_fifo {
+            fifo.forward(shim.clone(), record.id.clone(), exec_id.clone());
         }
         if options.tty {
             attach::forward_resize(shim.clone(), record.id.clone(), exec_id.clone());
