@@ -141,8 +141,9 @@ pub fn follow(ctx: &Context, id: &str) -> Follower {
 }
 
 impl Follower {
-    /// Copies the rest of the log and stops. The shim reports the exit only
-    /// after the logging program has written the last output.
+    /// Copies the rest of the log and stops. Call it once the logging
+    /// program has exited, which the task's Delete waits for: output that
+    /// it writes later is not copied.
     pub async fn finish(self) {
         self.exited.store(true, Ordering::Release);
         if let Some(wake) = &self.wake {

@@ -91,8 +91,12 @@ async fn attach_main(
     }
     let follow = output::follow(ctx, id);
     let status = lifecycle::wait_exit(&shim, shim_record.pid, "").await;
+    // The logging program may still write the last output when the exit
+    // arrives. finish deletes the task, and the shim's Delete waits for
+    // the logging program to exit, so the follower reads to the end after.
+    let finished = lifecycle::finish(ctx, id, false).await;
     follow.finish().await;
-    let finished = lifecycle::finish(ctx, id, false).await?;
+    let finished = finished?;
     let code = match (status, finished) {
         (Some(status), _) => status as i32,
         (None, Some(finished)) => finished.record.exit_code.unwrap_or(255),

@@ -24,6 +24,22 @@ fn run_rm_prints_and_passes_exit_code() {
     let listed = host.hullctl_ok(&["ps", "-aq"]);
     assert_eq!(listed.stdout, "", "--rm left a container: {listed}");
 
+    // A line longer than a pipe's buffer, ended by the exit, reaches a
+    // piped stdout whole.
+    let long = host.hullctl(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        &host.busybox,
+        "sh",
+        "-c",
+        "head -c 300000 /dev/zero | tr '\\0' x; echo; echo end",
+    ]);
+    assert_eq!(long.code, Some(0), "{}", long.stderr);
+    assert_eq!(long.stdout.len(), 300005, "{}", long.stderr);
+    assert!(long.stdout.ends_with("x\nend\n"), "{}", long.stderr);
+
     let failed = host.hullctl(&[
         "run",
         "--network",
