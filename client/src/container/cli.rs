@@ -171,7 +171,11 @@ pub enum ContainerCommand {
     /// Finish a container whose process has exited; run by the logging
     /// program, not by people.
     #[command(hide = true)]
-    ContainerExited { id: String },
+    ContainerExited {
+        id: String,
+        /// The start's token; without it, any start is finished.
+        token: Option<String>,
+    },
 }
 
 /// Runs `command` and returns hullctl's exit code.
@@ -314,8 +318,8 @@ pub async fn dispatch(ctx: &Context, command: ContainerCommand) -> anyhow::Resul
             };
             super::cp::cp(ctx, &source, &destination, options).await
         }
-        ContainerCommand::ContainerExited { id } => {
-            lifecycle::exited(ctx, &id).await?;
+        ContainerCommand::ContainerExited { id, token } => {
+            lifecycle::exited(ctx, &id, token.as_deref()).await?;
             Ok(ExitCode::SUCCESS)
         }
     }

@@ -191,6 +191,7 @@ fn reserve(
         stopped_by_user: false,
         restart_count: 0,
         attached: None,
+        run_token: None,
         settings,
         rootfs: Vec::new(),
         shim: None,

@@ -105,6 +105,16 @@ async fn start_locked(
     let dir = ctx.store.container_dir(id);
     mount_rootfs(&dir, &record.rootfs)?;
     let mut spec = read_spec(&dir)?;
+    let token = format!(
+        "{:x}",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos()
+    );
+    let record = &ctx
+        .store
+        .update(id, |record| record.run_token = Some(token))?;
     let stdio = output::prepare(ctx, record)?;
     // The CNI plugins and the shim's start are both process starts that
     // do not depend on each other: run them together.
@@ -229,12 +239,30 @@ pub struct Finished {
 /// Collects the exit of a container whose process has exited, or waits for
 /// it when `wait` is set, and releases the task, shim and network.
 pub async fn finish(ctx: &Context, id: &str, wait: bool) -> anyhow::Result<Option<Finished>> {
+    finish_run(ctx, id, wait, None).await
+}
+
+/// Returns true unless `token` names a start other than the record's
+/// latest.
+fn is_current_run(record: &ContainerRecord, token: Option<&str>) -> bool {
+    token.is_none() || record.run_token.as_deref() == token
+}
+
+/// [`finish`] of the start with token `token` only, if given: a container
+/// started again since then is left alone.
+async fn finish_run(
+    ctx: &Context,
+    id: &str,
+    wait: bool,
+    token: Option<&str>,
+) -> anyhow::Result<Option<Finished>> {
     let dir = ctx.store.container_dir(id);
     if !dir.exists() {
         return Ok(None);
     }
     let exit = if wait {
         match ctx.store.read(id)? {
+            Some(record) if !is_current_run(&record, token) => return Ok(None),
             Some(ContainerRecord {
                 shim: Some(shim_record),
                 ..
@@ -254,6 +282,9 @@ pub async fn finish(ctx: &Context, id: &str, wait: bool) -> anyhow::Result<Optio
     let Some(record) = ctx.store.read(id)? else {
         return Ok(None);
     };
+    if !is_current_run(&record, token) {
+        return Ok(None);
+    }
     let Some(shim_record) = record.shim.clone() else {
         return Ok(Some(Finished {
             record,
@@ -286,9 +317,9 @@ pub async fn finish(ctx: &Context, id: &str, wait: bool) -> anyhow::Result<Optio
     }))
 }
 
-/// The exit command of the logging program: finishes the container, then
-/// applies `--rm` and the restart policy.
-pub async fn exited(ctx: &Context, id: &str) -> anyhow::Result<()> {
+/// The exit command of the logging program: finishes the start with token
+/// `token`, then applies `--rm` and the restart policy.
+pub async fn exited(ctx: &Context, id: &str, token: Option<&str>) -> anyhow::Result<()> {
     // A hullctl in the foreground finishes the container itself, and needs
     // the record for the exit code.
     if let Some(Some(pid)) = ctx.store.read(id)?.map(|record| record.attached) {
@@ -296,7 +327,7 @@ pub async fn exited(ctx: &Context, id: &str) -> anyhow::Result<()> {
             return Ok(());
         }
     }
-    let Some(finished) = finish(ctx, id, true).await? else {
+    let Some(finished) = finish_run(ctx, id, true, token).await? else {
         return Ok(());
     };
     let record = finished.record;

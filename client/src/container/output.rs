@@ -54,7 +54,7 @@ pub fn prepare(ctx: &Context, record: &ContainerRecord) -> anyhow::Result<TaskSt
         max_size: record.settings.log_max_size,
         max_file: record.settings.log_max_files,
     };
-    let exit_command = exit_command(ctx, &exe, &record.id);
+    let exit_command = exit_command(ctx, &exe, record);
     let uri = logger_uri(
         &exe,
         &log_path(ctx, &record.id),
@@ -69,18 +69,20 @@ pub fn prepare(ctx: &Context, record: &ContainerRecord) -> anyhow::Result<TaskSt
 }
 
 /// The command that the logging program runs once the output ends:
-/// `hullctl container-exited ID` with this hullctl's directories, since it
-/// starts with an empty environment.
-fn exit_command(ctx: &Context, exe: &std::path::Path, id: &str) -> Vec<String> {
+/// `hullctl container-exited ID TOKEN` with this hullctl's directories,
+/// since it starts with an empty environment.
+fn exit_command(ctx: &Context, exe: &std::path::Path, record: &ContainerRecord) -> Vec<String> {
     let global = &ctx.global;
-    vec![
+    let mut command = vec![
         exe.display().to_string(),
         format!("--root={}", global.root.display()),
         format!("--run-root={}", global.run_root.display()),
         format!("--address={}", global.address.display()),
         String::from("container-exited"),
-        id.to_owned(),
-    ]
+        record.id.clone(),
+    ];
+    command.extend(record.run_token.clone());
+    command
 }
 
 /// Removes the run directory of container `id`.

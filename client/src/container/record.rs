@@ -145,6 +145,11 @@ pub struct ContainerRecord {
     /// container itself when it exits.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub attached: Option<u32>,
+    /// Token of the latest start. The logging program's exit command
+    /// passes it back, so that the late exit command of an earlier start
+    /// (as in `restart`) leaves the new one alone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_token: Option<String>,
     pub settings: Settings,
     /// The overlay mounts at `rootfs/`, kept so the rootfs can be mounted
     /// again after a reboot.

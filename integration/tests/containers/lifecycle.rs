@@ -111,6 +111,17 @@ fn detached_exec_stop_start_rm() {
     ]);
     assert_eq!(user.stdout, "65534\n/tmp\ny\n", "{user}");
 
+    // Input from a pipe ends with the pipe, and the process sees its end.
+    let (piped, _) = host.hullctl_with_input(&["exec", "-i", "web", "cat"], b"through exec\n");
+    assert_eq!(piped.code, Some(0), "{piped}");
+    assert_eq!(piped.stdout, "through exec\n", "{piped}");
+
+    // The exit of the first start must not end the second.
+    host.hullctl_ok(&["restart", "-t", "2", "web"]);
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(host.state("web"), "running");
+    host.hullctl_ok(&["exec", "web", "true"]);
+
     let removed = host.hullctl(&["rm", "web"]);
     assert_ne!(
         removed.code,
