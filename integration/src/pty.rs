@@ -109,8 +109,15 @@ pub struct PtySession {
 }
 
 impl PtySession {
+    /// Starts `command` on a new pty of 30 rows and 100 columns.
     pub fn spawn(mut command: Command) -> PtySession {
-        let pty = nix::pty::openpty(None, None).unwrap();
+        let size = nix::pty::Winsize {
+            ws_row: 30,
+            ws_col: 100,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        };
+        let pty = nix::pty::openpty(Some(&size), None).unwrap();
         let slave = pty.slave;
         let stdio = |fd: &OwnedFd| Stdio::from(fd.try_clone().unwrap());
         command

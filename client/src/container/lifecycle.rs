@@ -135,6 +135,14 @@ async fn start_locked(
         record.network_attachment = attachment.clone();
         record.stopped_by_user = false;
     })?;
+    if record.settings.tty {
+        // The process starts with the size of the terminal that starts
+        // it: a shell that asks before the first resize gets a real one.
+        if let Some((width, height)) = super::tty::stdout_size() {
+            spec["process"]["consoleSize"] =
+                serde_json::json!({ "width": width, "height": height });
+        }
+    }
     write_spec(&dir, &spec)?;
     let request = CreateTaskRequest {
         id: id.clone(),

@@ -35,7 +35,15 @@ fn run_interactive_terminal() {
         "the process has no terminal: {seen:?}"
     );
 
-    write(&session.master, "stty size; exit 5\r");
+    // The first size the shell reads is hullctl's terminal's.
+    write(&session.master, "echo size-$(stty size | tr ' ' x)\r");
+    let seen = read_until(&session.master, "size-30x100", Duration::from_secs(20));
+    assert!(
+        seen.contains("size-30x100"),
+        "the process's terminal has another size: {seen:?}"
+    );
+
+    write(&session.master, "exit 5\r");
     let code = session.wait(Duration::from_secs(20));
     assert_eq!(code, Some(5), "run -it did not pass the exit code");
     let listed = host.hullctl_ok(&["ps", "-aq"]);
