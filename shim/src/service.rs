@@ -302,6 +302,9 @@ impl Service {
             .spawn_process(container, process, &pid_file, Spawn::Exec(&process_file))
             .await;
         let _ = std::fs::remove_file(&process_file);
+        // The pid is read by now; the file would stay until the container
+        // is deleted, one per exec.
+        let _ = std::fs::remove_file(&pid_file);
         let (pid, io) = spawned?;
         *process.io.lock().await = io;
         process.set_pid(pid);
