@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 
-use crate::logs::reader::{read_logs, ReadOptions};
+use crate::logs::reader::{is_broken_pipe, read_logs, ReadOptions};
 use crate::logs::{logger_uri, LogOptions};
 
 use super::record::ContainerRecord;
@@ -135,8 +135,11 @@ pub fn follow(ctx: &Context, id: &str) -> Follower {
             exited,
             wake,
         );
-        if let Err(err) = copied {
-            eprintln!("hullctl: failed to read {}: {err:#}", path.display());
+        match copied {
+            Err(err) if !is_broken_pipe(&err) => {
+                eprintln!("hullctl: failed to copy {}: {err:#}", path.display());
+            }
+            _ => {}
         }
     });
     Follower { exited, wake, task }

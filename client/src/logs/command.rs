@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use chrono::{DateTime, Utc};
 
-use super::reader::{read_logs, ReadOptions};
+use super::reader::{is_broken_pipe, read_logs, ReadOptions};
 use super::time::parse_time;
 use crate::paths::Paths;
 use crate::GlobalArgs;
@@ -76,14 +76,19 @@ fn print_logs(paths: &Paths, args: &LogsArgs) -> anyhow::Result<ExitCode> {
     let stdout = BufWriter::new(std::io::stdout().lock());
     let stderr = BufWriter::new(std::io::stderr().lock());
     let handle = tokio::runtime::Handle::current();
-    let invalid = read_logs(
+    let read = read_logs(
         &log_path,
         &options,
         stdout,
         stderr,
         || handle.block_on(crate::container::has_exited(&store, &id)),
         None,
-    )?;
+    );
+    let invalid = match read {
+        Ok(invalid) => invalid,
+        Err(err) if is_broken_pipe(&err) => return Ok(ExitCode::SUCCESS),
+        Err(err) => return Err(err),
+    };
     if invalid > 0 {
         eprintln!(
             "hullctl: skipped {invalid} lines of {} that are not log records",

@@ -334,6 +334,16 @@ impl Drop for Watcher<'_> {
     }
 }
 
+/// Returns true when `error` comes from a write to a closed pipe, as when
+/// the output goes to `head`: the reader stops there, and quietly.
+pub fn is_broken_pipe(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
 #[cfg(test)]
 #[path = "reader_tests.rs"]
 mod tests;
