@@ -118,19 +118,29 @@ fn list(networks: &Networks, quiet: bool, format: OutputFormat) -> anyhow::Resul
         println!("{}", serde_json::to_string_pretty(&records)?);
     } else {
         let mut out = std::io::stdout().lock();
+        // Columns as wide as their longest value plus three spaces, as
+        // docker's tables are. The subnet is formatted first, because its
+        // Display ignores the width.
+        let name_width = records
+            .iter()
+            .map(|record| record.name.len())
+            .max()
+            .unwrap_or(0)
+            .max("NAME".len())
+            + 3;
         writeln!(
             out,
-            "{:<14}{:<24}{:<10}{:<18}BRIDGE",
+            "{:<15}{:<name_width$}{:<10}{:<21}BRIDGE",
             "NETWORK ID", "NAME", "DRIVER", "SUBNET"
         )?;
         for record in &records {
             writeln!(
                 out,
-                "{:<14}{:<24}{:<10}{:<18}{}",
+                "{:<15}{:<name_width$}{:<10}{:<21}{}",
                 short_id(&record.id),
                 record.name,
                 record.driver,
-                record.subnet,
+                record.subnet.to_string(),
                 record.bridge
             )?;
         }
