@@ -164,6 +164,12 @@ pub fn environment(args: &CreateArgs) -> anyhow::Result<Vec<String>> {
         }
     }
     lines.extend(args.env.iter().cloned());
+    expand_env(lines)
+}
+
+/// Checks KEY=VALUE pairs and gives each bare KEY its value from hullctl's
+/// environment, skipping the KEYs that are unset there.
+pub fn expand_env(lines: Vec<String>) -> anyhow::Result<Vec<String>> {
     let mut env = Vec::with_capacity(lines.len());
     for line in lines {
         match line.split_once('=') {

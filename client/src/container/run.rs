@@ -310,12 +310,10 @@ fn exec_process(
                 .collect()
         })
         .unwrap_or_default();
-    for value in &options.env {
-        let Some((key, _)) = value.split_once('=') else {
-            bail!("invalid --env {value:?}: use KEY=VALUE");
-        };
+    for value in super::options::expand_env(options.env.clone())? {
+        let key = value.split_once('=').map_or(value.as_str(), |(key, _)| key);
         env.retain(|existing| existing.split_once('=').map(|(k, _)| k) != Some(key));
-        env.push(value.clone());
+        env.push(value);
     }
     process["env"] = json!(env);
     if let Some(workdir) = &options.workdir {
