@@ -58,7 +58,6 @@ pub fn setup(socket: OwnedFd, size: Option<(u16, u16)>, bind_console: bool) -> R
         nix::sys::stat::Mode::empty(),
     )
     .context(|| format!("open {slave_path}"))?;
-    clear_onlcr(&slave).context(|| format!("clear ONLCR on {slave_path}"))?;
     if bind_console {
         mount_console(&slave_path);
     }
@@ -96,13 +95,15 @@ pub fn setup(socket: OwnedFd, size: Option<(u16, u16)>, bind_console: bool) -> R
     Ok(())
 }
 
-/// Turns off the translation of "\n" into "\r\n" on output, so that what
-/// the container writes reaches the caller byte for byte, as it would
-/// through a pipe (runc 1.1 does the same).
-fn clear_onlcr(slave: &OwnedFd) -> nix::Result<()> {
-    let mut termios = tcgetattr(slave)?;
+/// Turns off the translation of "\n" into "\r\n" on the output of the pty
+/// whose master is `master`, so that what the container writes reaches a
+/// caller's terminal, which translates itself, byte for byte. runc 1.1 does
+/// this only for a terminal that it relays itself, and leaves the pty as
+/// it is for a `--console-socket` receiver; so does hull.
+pub fn clear_onlcr(master: &OwnedFd) -> nix::Result<()> {
+    let mut termios = tcgetattr(master)?;
     termios.output_flags.remove(OutputFlags::ONLCR);
-    tcsetattr(slave, SetArg::TCSANOW, &termios)
+    tcsetattr(master, SetArg::TCSANOW, &termios)
 }
 
 /// Bind-mounts the pty slave on `/dev/console`, as runc does, so programs

@@ -83,6 +83,9 @@ impl Foreground {
             .take()
             .expect("the terminal is attached once");
         let master = crate::console::receive_master(&OwnedFd::from(ours))?;
+        if let Err(error) = crate::console::clear_onlcr(&master) {
+            tracing::warn!(%error, "failed to clear ONLCR on the container's terminal");
+        }
         self.attach_master(master);
         Ok(())
     }
