@@ -97,9 +97,9 @@ pub fn setup(socket: OwnedFd, size: Option<(u16, u16)>, bind_console: bool) -> R
 
 /// Turns off the translation of "\n" into "\r\n" on the output of the pty
 /// whose master is `master`, so that what the container writes reaches a
-/// caller's terminal, which translates itself, byte for byte. runc 1.1 does
-/// this only for a terminal that it relays itself, and leaves the pty as
-/// it is for a `--console-socket` receiver; so does hull.
+/// caller's terminal, which translates itself, byte for byte. runc 1.1.5
+/// does this only for a terminal that it relays itself, and leaves the pty
+/// as it is for a `--console-socket` receiver. hull does the same.
 pub fn clear_onlcr(master: &OwnedFd) -> nix::Result<()> {
     let mut termios = tcgetattr(master)?;
     termios.output_flags.remove(OutputFlags::ONLCR);

@@ -136,8 +136,9 @@ async fn start_locked(
         record.stopped_by_user = false;
     })?;
     if record.settings.tty {
-        // The process starts with the size of the terminal that starts
-        // it: a shell that asks before the first resize gets a real one.
+        // The process starts with the size of the terminal that starts it,
+        // so a program that reads the size before the first resize gets a
+        // real one.
         if let Some((width, height)) = super::tty::stdout_size() {
             spec["process"]["consoleSize"] =
                 serde_json::json!({ "width": width, "height": height });

@@ -3,7 +3,7 @@
 //! The rest of a network's forwarded traffic is accepted, which the CNI
 //! firewall plugin would do container by container.
 //!
-//! The FORWARD chain jumps first to `HULL-ISOLATION`. It holds the
+//! The FORWARD chain jumps first to `HULL-ISOLATION`. It contains the
 //! isolation rules of every network first (they are inserted at its top)
 //! and then their accept rules (appended), each tagged with a comment that
 //! names the network. The isolation rule of a non-internal network jumps to

@@ -111,7 +111,7 @@ fn detached_exec_stop_start_rm() {
     ]);
     assert_eq!(user.stdout, "65534\n/tmp\ny\n", "{user}");
 
-    // Input from a pipe ends with the pipe, and the process sees its end.
+    // Input from a pipe ends with the pipe, and the process reads its end.
     let (piped, _) = host.hullctl_with_input(&["exec", "-i", "web", "cat"], b"through exec\n");
     assert_eq!(piped.code, Some(0), "{piped}");
     assert_eq!(piped.stdout, "through exec\n", "{piped}");
