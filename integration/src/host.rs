@@ -210,3 +210,17 @@ pub fn remove_empty_cgroups(name: &str) {
         }
     }
 }
+
+/// Panics unless process `pid` is in cgroup `path` in every hierarchy it
+/// belongs to, as /proc/PID/cgroup shows from the host's cgroup namespace.
+pub fn assert_in_cgroup(pid: i64, path: &str) {
+    let text = fs::read_to_string(format!("/proc/{pid}/cgroup")).expect("read /proc/PID/cgroup");
+    assert!(!text.trim().is_empty(), "process {pid} lists no cgroups");
+    for line in text.lines() {
+        let member = line.splitn(3, ':').nth(2).unwrap_or_default();
+        assert_eq!(
+            member, path,
+            "process {pid} is not in {path}: {line}\n{text}"
+        );
+    }
+}

@@ -512,3 +512,29 @@ fn frozen_and_shared_cgroups() {
     assert!(std::path::Path::new(&format!("/sys/fs/cgroup/freezer{path}")).is_dir());
     runtime.delete_force(&first).expect_success();
 }
+
+#[test]
+fn cgroup_joined_by_init_and_exec() {
+    require_root!();
+    let runtime = Runtime::hull();
+    let path = format!("/{}", unique_id("hull-join-cg"));
+    let mut bundle = Bundle::busybox(&["sleep", "600"]);
+    bundle.config["linux"]["cgroupsPath"] = serde_json::json!(path);
+    let id = unique_id("join");
+    runtime.create(&id, &bundle).expect_success();
+    let pid = runtime.state_json(&id)["pid"].as_i64().unwrap();
+    hull_integration::host::assert_in_cgroup(pid, &path);
+    runtime.exec(&["start", &id]).expect_success();
+    let dir = tempfile::tempdir().unwrap();
+    let pid_file = dir.path().join("exec.pid");
+    let pid_arg = pid_file.to_str().unwrap();
+    let output = runtime.exec(&["exec", "-d", "--pid-file", pid_arg, &id, "sleep", "600"]);
+    output.expect_success();
+    let exec_pid: i64 = std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    hull_integration::host::assert_in_cgroup(exec_pid, &path);
+    runtime.delete_force(&id).expect_success();
+}

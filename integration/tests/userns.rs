@@ -232,3 +232,17 @@ fn invalid_attributes_are_rejected() {
     output.expect_code(1);
     assert!(output.stderr.contains("intelRdt"), "{output}");
 }
+
+#[test]
+fn userns_init_joins_the_cgroup() {
+    require_root!();
+    let runtime = Runtime::hull();
+    let path = format!("/{}", unique_id("hull-userns-cg"));
+    let (mut bundle, _dir) = userns_bundle(&["sleep", "600"]);
+    bundle.config["linux"]["cgroupsPath"] = json!(path);
+    let id = unique_id("userns-cg");
+    runtime.create(&id, &bundle).expect_success();
+    let pid = runtime.state_json(&id)["pid"].as_i64().unwrap();
+    hull_integration::host::assert_in_cgroup(pid, &path);
+    runtime.delete_force(&id).expect_success();
+}

@@ -21,6 +21,8 @@ const MAX_MESSAGE: usize = 64 * 1024;
 /// One step of the hand-off between the runtime and the init.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Message {
+    /// Init to runtime: the init moved itself into its v1 cgroups.
+    Joined,
     /// Runtime to init: the init is in its cgroup, go on.
     Go,
     /// Init to runtime: namespaces and mounts are ready, so run the

@@ -11,8 +11,10 @@ use nix::sched::{setns, CloneFlags};
 use nix::unistd::Pid;
 use oci_spec::runtime::{LinuxNamespaceType, LinuxPersonality, Process};
 
-use super::{clone, exec, notify};
+use super::clone::{self, Forked};
+use super::{exec, notify};
 use crate::capabilities;
+use crate::cgroups::Manager;
 use crate::container::{Container, Status};
 use crate::error::Context;
 use crate::hooks::HookState;
@@ -120,12 +122,25 @@ pub fn exec(container: &Container, options: ExecOptions) -> Result<Pid> {
         }
     }
 
+    // The new process joins the v1 cgroups itself and starts in the
+    // cgroup2 directory, as the init does in `create`, except in a paused
+    // container: it would freeze on joining the freezer cgroup before it
+    // could report that it joined.
+    let cgroup = &container.state.cgroup;
+    let self_join = status != Status::Paused;
+    let unified = if self_join {
+        cgroup.open_unified()?
+    } else {
+        None
+    };
     let (parent, child) = sync::pair()?;
-    let pid = match clone::fork_into(CloneFlags::empty()) {
-        Ok(Some(pid)) => pid,
-        Ok(None) => {
+    let forked = clone::fork_into(CloneFlags::empty(), unified.as_ref().map(|fd| fd.as_fd()));
+    let (pid, in_unified) = match forked {
+        Ok(Forked::Parent { child, in_cgroup }) => (child, in_cgroup),
+        Ok(Forked::Child) => {
             drop(parent);
             let plan = Plan {
+                join_cgroup: self_join.then_some(cgroup),
                 namespaces: &namespaces,
                 process,
                 personality: spec.linux().as_ref().and_then(|l| l.personality().as_ref()),
@@ -147,10 +162,20 @@ pub fn exec(container: &Container, options: ExecOptions) -> Result<Pid> {
     };
     drop(child);
     // The new process is not in the container until it is in its cgroup.
-    if let Err(e) = container.state.cgroup.add_process(pid.as_raw()) {
+    let joined = if self_join {
+        parent.expect(&Message::Joined).and_then(|()| {
+            if !in_unified {
+                cgroup.add_process_unified(pid.as_raw())?;
+            }
+            Ok(())
+        })
+    } else {
+        cgroup.add_process(pid.as_raw()).map_err(Error::from)
+    };
+    if let Err(e) = joined {
         let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
         let _ = nix::sys::wait::waitpid(pid, None);
-        return Err(e.into());
+        return Err(e);
     }
     parent.send(&Message::Go)?;
     if status == Status::Paused {
@@ -221,6 +246,8 @@ fn open_namespaces(container: &Container) -> Result<Vec<(LinuxNamespaceType, Own
 
 /// Everything the new process needs, prepared before the fork.
 struct Plan<'a> {
+    /// The cgroup whose v1 hierarchies the process joins itself.
+    join_cgroup: Option<&'a Manager>,
     namespaces: &'a [(LinuxNamespaceType, OwnedFd)],
     process: &'a Process,
     personality: Option<&'a LinuxPersonality>,
@@ -234,6 +261,7 @@ struct Plan<'a> {
 /// Returns only on failure.
 fn enter(plan: Plan, channel: &sync::Channel) -> Result<Infallible> {
     let Plan {
+        join_cgroup,
         namespaces,
         process,
         personality,
@@ -256,6 +284,10 @@ fn enter(plan: Plan, channel: &sync::Channel) -> Result<Infallible> {
             .map(|(_, fd)| std::os::fd::AsRawFd::as_raw_fd(fd)),
     );
     crate::utils::close_fds_except(3, &keep).context(|| "close inherited fds".into())?;
+    if let Some(cgroup) = join_cgroup {
+        cgroup.join_v1_self()?;
+        channel.send(&Message::Joined)?;
+    }
     channel.expect(&Message::Go)?;
     for (kind, fd) in namespaces {
         if *kind == LinuxNamespaceType::Pid {

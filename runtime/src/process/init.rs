@@ -37,6 +37,10 @@ fn setup(args: &InitArgs) -> Result<Infallible> {
     // execve makes the container's program dumpable again.
     nix::sys::prctl::set_dumpable(false).context(|| "make the init non-dumpable".into())?;
     close_unneeded_fds(args)?;
+    if let Some(cgroup) = &args.join_cgroup {
+        cgroup.join_v1_self()?;
+        args.channel.send(&Message::Joined)?;
+    }
     args.channel.expect(&Message::Go)?;
     namespaces.join_others()?;
     if namespaces.has(LinuxNamespaceType::User) {

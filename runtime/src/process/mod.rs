@@ -10,7 +10,7 @@ mod init;
 mod notify;
 
 use std::fs;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::DirBuilderExt;
 use std::path::PathBuf;
 
@@ -30,6 +30,7 @@ use crate::spec::{self, Config};
 use crate::state::{self, Lock, State};
 use crate::sync::{self, Message};
 use crate::{utils, Error, Result};
+use clone::Forked;
 
 /// Options of `create` and `run` besides the bundle.
 #[derive(Debug, Clone, Default)]
@@ -66,6 +67,9 @@ pub(crate) struct InitArgs {
     /// Id-mapped mount trees, made on the host because only the host's
     /// user namespace may id-map a mount of a disk file system.
     pub id_mapped: rootfs::IdMappedMounts,
+    /// The cgroup whose v1 hierarchies the init joins itself before `Go`,
+    /// or `None` when the runtime moves it.
+    pub join_cgroup: Option<Manager>,
 }
 
 /// Undoes a half-done create or restore when dropped while armed: kills
@@ -171,6 +175,16 @@ pub fn create_with_console(options: &CreateOptions, console: Option<OwnedFd>) ->
     namespaces.create_time(spec)?;
     // The runtime's copy of a filter with a listener, to reach the agent.
     let notify_filter = seccomp.clone().filter(|f| f.needs_listener());
+    // Outside a new user namespace, where it still has the runtime's
+    // credentials, the init joins its v1 cgroups itself and starts in its
+    // cgroup2 directory, which spares the grace period of a pid written
+    // to cgroup.procs (see Manager::join_v1_self).
+    let self_join = !new_user_namespace;
+    let unified = if self_join {
+        cgroup.open_unified()?
+    } else {
+        None
+    };
     let init_args = InitArgs {
         id: options.id.clone(),
         config: config.clone(),
@@ -184,10 +198,15 @@ pub fn create_with_console(options: &CreateOptions, console: Option<OwnedFd>) ->
         no_new_keyring: options.no_new_keyring,
         preserve_fds: options.preserve_fds,
         id_mapped,
+        join_cgroup: self_join.then(|| cgroup.clone()),
     };
-    let child = match clone::fork_into(init_args.namespaces.clone_flags) {
-        Ok(Some(pid)) => pid,
-        Ok(None) => init::run(init_args),
+    let forked = clone::fork_into(
+        init_args.namespaces.clone_flags,
+        unified.as_ref().map(AsFd::as_fd),
+    );
+    let (child, in_unified) = match forked {
+        Ok(Forked::Parent { child, in_cgroup }) => (child, in_cgroup),
+        Ok(Forked::Child) => init::run(init_args),
         Err(e) => return Err(Error::sys("clone the container's init", e)),
     };
     cleanup.child = Some(child);
@@ -195,7 +214,14 @@ pub fn create_with_console(options: &CreateOptions, console: Option<OwnedFd>) ->
     // init died.
     drop(init_args);
 
-    cgroup.add_process(child.as_raw())?;
+    if self_join {
+        parent_channel.expect(&Message::Joined)?;
+        if !in_unified {
+            cgroup.add_process_unified(child.as_raw())?;
+        }
+    } else {
+        cgroup.add_process(child.as_raw())?;
+    }
     // Limits go on with the init inside, as runc does: a memory limit below
     // what it already uses fails here, with the usage in the error.
     cgroup.create(linux.resources().as_ref())?;
