@@ -18,7 +18,6 @@
 use std::io::{Read, Write};
 use std::os::fd::AsRawFd;
 use std::os::unix::net::{UnixListener, UnixStream};
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
@@ -61,11 +60,8 @@ pub enum BootstrapError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("failed to start the shim server {binary}: {source}")]
-    Spawn {
-        binary: PathBuf,
-        source: std::io::Error,
-    },
+    #[error("failed to fork the shim server: {0}")]
+    Fork(std::io::Error),
     #[error("failed to find the bundle: {0}")]
     Bundle(std::io::Error),
     #[error("invalid runtime options on stdin: {0}")]
@@ -304,10 +300,13 @@ pub const TTRPC_LISTENER_FD: i32 = 3;
 /// Descriptor of the gRPC socket in the server that `start` spawns.
 pub const GRPC_LISTENER_FD: i32 = 4;
 
-/// Starts the server with the bound ttrpc socket as fd 3 and the gRPC
-/// socket as fd 4, and returns its pid. `ttrpc_address` is containerd's
-/// event address when the bootstrap parameters carried it; otherwise the
-/// server reads `TTRPC_ADDRESS`.
+/// Forks the server off this process and returns its pid. The child
+/// detaches, takes the bound ttrpc socket as fd 3 and the gRPC socket as
+/// fd 4, and serves. `ttrpc_address` is containerd's event address when
+/// the bootstrap parameters carried it; otherwise the server reads
+/// `TTRPC_ADDRESS`. A fork, where an exec of this binary would load and
+/// link it a second time, saves about a millisecond of every container
+/// start.
 fn spawn_server(
     flags: &Flags,
     bundle: &Path,
@@ -316,54 +315,121 @@ fn spawn_server(
     ttrpc_address: Option<&str>,
 ) -> Result<u32, BootstrapError> {
     write_address(bundle, address)?;
-    let binary = std::env::current_exe().map_err(|source| BootstrapError::Spawn {
-        binary: PathBuf::from("/proc/self/exe"),
-        source,
-    })?;
-    let mut command = Command::new(&binary);
-    command
-        .args(["-namespace", &flags.namespace, "-id", &flags.id])
-        .args(["-address", &flags.address])
-        .args(["-publish-binary", &flags.publish_binary]);
-    if flags.debug {
-        command.arg("-debug");
+    // SAFETY: `start` runs no other thread, so the child is a complete
+    // copy with no lock held by a thread that does not exist in it.
+    match unsafe { libc::fork() } {
+        -1 => Err(BootstrapError::Fork(std::io::Error::last_os_error())),
+        0 => run_server(flags, listeners, ttrpc_address),
+        pid => Ok(pid as u32),
+    }
+}
+
+/// Runs the forked server: leaves containerd's session and pipes, serves
+/// until Shutdown and exits.
+fn run_server(flags: &Flags, listeners: Listeners<'_>, ttrpc_address: Option<&str>) -> ! {
+    if detach(listeners).is_err() {
+        // SAFETY: nothing of this copy needs to run at exit.
+        unsafe { libc::_exit(1) }
+    }
+    if let Some(action) = &flags.action {
+        clear_argument(action);
     }
     if let Some(ttrpc_address) = ttrpc_address {
-        command.env("TTRPC_ADDRESS", ttrpc_address);
+        std::env::set_var("TTRPC_ADDRESS", ttrpc_address);
     }
-    command
-        .current_dir(bundle)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    let ttrpc_fd = listeners.ttrpc.as_raw_fd();
-    let grpc_fd = listeners.grpc.as_raw_fd();
-    // SAFETY: the closure runs in the forked child before exec and calls
-    // only setsid, fcntl, dup2 and close, which are async-signal-safe.
+    let server = Flags {
+        action: None,
+        socket: None,
+        ..flags.clone()
+    };
+    let code = match crate::serve(&server) {
+        Ok(()) => 0,
+        Err(_) => 1,
+    };
+    std::process::exit(code)
+}
+
+/// Overwrites each argument equal to `argument` in this process's original
+/// argument memory with NUL bytes, so that /proc/PID/cmdline and `ps` show
+/// the forked server's command line without the `start` action, as they
+/// would for a server started by exec. Best effort: nothing is cleared when
+/// /proc/self/stat is unreadable.
+fn clear_argument(argument: &str) {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return;
+    };
+    // Fields after the command name, which may hold spaces, start at the
+    // state, field 3; arg_start and arg_end are fields 48 and 49.
+    let Some((_, fields)) = stat.rsplit_once(") ") else {
+        return;
+    };
+    let fields: Vec<&str> = fields.split(' ').collect();
+    let parse = |index: usize| fields.get(index - 3)?.parse::<usize>().ok();
+    let (Some(start), Some(end)) = (parse(48), parse(49)) else {
+        return;
+    };
+    if start == 0 || end <= start {
+        return;
+    }
+    // SAFETY: [arg_start, arg_end) is this process's argument memory on
+    // its initial stack, mapped and writable for the life of the process.
+    // The arguments were parsed before the fork, and the bytes written are
+    // NULs within that range.
+    let memory = unsafe { std::slice::from_raw_parts_mut(start as *mut u8, end - start) };
+    let mut offset = 0;
+    while offset < memory.len() {
+        let length = memory[offset..]
+            .iter()
+            .position(|&byte| byte == 0)
+            .unwrap_or(memory.len() - offset);
+        if &memory[offset..offset + length] == argument.as_bytes() {
+            memory[offset..offset + length].fill(0);
+        }
+        offset += length + 1;
+    }
+}
+
+/// Starts a new session, points stdio at /dev/null, since containerd reads
+/// `start`'s stdout until every copy of it is closed, and moves the
+/// listening sockets to fds 3 and 4, close-on-exec, so that no runtime or
+/// container process inherits them.
+fn detach(listeners: Listeners<'_>) -> std::io::Result<()> {
+    let check = |rc: libc::c_int| {
+        if rc == -1 {
+            Err(std::io::Error::last_os_error())
+        } else {
+            Ok(rc)
+        }
+    };
+    // SAFETY: plain syscalls on descriptors this process owns; the
+    // listeners' originals are closed once copied and never used again.
     unsafe {
-        command.pre_exec(move || {
-            if libc::setsid() == -1 {
-                return Err(std::io::Error::last_os_error());
-            }
-            // Copies above fd 4 first, so that placing one socket cannot
-            // close the other; dup2 leaves close-on-exec clear.
-            for (fd, target) in [(ttrpc_fd, TTRPC_LISTENER_FD), (grpc_fd, GRPC_LISTENER_FD)]
-                .map(|(fd, target)| (libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 10), target))
-            {
-                if fd == -1 || libc::dup2(fd, target) == -1 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                libc::close(fd);
-            }
-            Ok(())
-        });
+        check(libc::setsid())?;
+        let null = check(libc::open(c"/dev/null".as_ptr(), libc::O_RDWR))?;
+        for fd in 0..3 {
+            check(libc::dup2(null, fd))?;
+        }
+        libc::close(null);
+        // Copies above fd 4 first, so that placing one socket cannot close
+        // the other.
+        let ttrpc = check(libc::fcntl(
+            listeners.ttrpc.as_raw_fd(),
+            libc::F_DUPFD_CLOEXEC,
+            10,
+        ))?;
+        let grpc = check(libc::fcntl(
+            listeners.grpc.as_raw_fd(),
+            libc::F_DUPFD_CLOEXEC,
+            10,
+        ))?;
+        libc::close(listeners.ttrpc.as_raw_fd());
+        libc::close(listeners.grpc.as_raw_fd());
+        check(libc::dup3(ttrpc, TTRPC_LISTENER_FD, libc::O_CLOEXEC))?;
+        check(libc::dup3(grpc, GRPC_LISTENER_FD, libc::O_CLOEXEC))?;
+        libc::close(ttrpc);
+        libc::close(grpc);
     }
-    let child = command.spawn().map_err(|source| BootstrapError::Spawn {
-        binary: binary.clone(),
-        source,
-    })?;
-    // The server is detached: init reaps it after this process exits.
-    Ok(child.id())
+    Ok(())
 }
 
 /// Adds `pid` to the cgroup at `path` in every mounted cgroup v1 hierarchy

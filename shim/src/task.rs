@@ -193,9 +193,30 @@ impl TaskService {
                 )))
             }
         }
+        let mut rootfs_mounted = is_init && container.rootfs_mounted;
         if is_init && process.exit().is_some() {
+            // The rootfs is unmounted beside the runtime's delete, which
+            // saves the time of the unmount's sync of the upper layer's
+            // file system, unless poststop hooks, which that delete runs,
+            // may still read the rootfs.
+            let unmount = (rootfs_mounted && !has_poststop_hooks(&container.bundle)).then(|| {
+                let rootfs = container.bundle.join("rootfs");
+                tokio::task::spawn_blocking(move || unmount_all(&rootfs))
+            });
             if let Err(error) = container.runtime.delete(&container.id, true).await {
                 tracing::warn!(%error, container = container.id, "runtime delete failed");
+            }
+            if let Some(unmount) = unmount {
+                rootfs_mounted = false;
+                match unmount.await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(error)) => {
+                        tracing::warn!(%error, container = container.id, "failed to unmount the rootfs")
+                    }
+                    Err(error) => {
+                        tracing::warn!(%error, container = container.id, "failed to unmount the rootfs: the unmount task ended")
+                    }
+                }
             }
         }
         {
@@ -214,7 +235,7 @@ impl TaskService {
             exited_at: exit.map(|exit| exit.timestamp()),
         };
         if is_init {
-            if container.rootfs_mounted {
+            if rootfs_mounted {
                 if let Err(error) = unmount_all(&container.bundle.join("rootfs")) {
                     tracing::warn!(%error, "failed to unmount the rootfs");
                 }
@@ -540,5 +561,51 @@ impl Task for TaskService {
             self.0.shutdown.cancel();
         }
         Ok(Response::new(()))
+    }
+}
+
+/// Returns whether the bundle's config.json lists poststop hooks. An
+/// unreadable config counts as having them, which keeps the unmount after
+/// the runtime's delete.
+fn has_poststop_hooks(bundle: &std::path::Path) -> bool {
+    #[derive(serde::Deserialize)]
+    struct Config {
+        #[serde(default)]
+        hooks: Option<Hooks>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Hooks {
+        #[serde(default)]
+        poststop: Vec<serde::de::IgnoredAny>,
+    }
+    let Ok(data) = std::fs::read(bundle.join("config.json")) else {
+        return true;
+    };
+    match serde_json::from_slice::<Config>(&data) {
+        Ok(config) => config.hooks.is_some_and(|hooks| !hooks.poststop.is_empty()),
+        Err(_) => true,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::has_poststop_hooks;
+
+    #[test]
+    fn poststop_hooks_are_found_and_unreadable_configs_count_as_hooks() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("config.json");
+        assert!(has_poststop_hooks(dir.path()), "a missing config counts");
+        for (text, expected) in [
+            (r#"{"ociVersion":"1.0.2"}"#, false),
+            (r#"{"hooks":null}"#, false),
+            (r#"{"hooks":{"prestart":[{"path":"/bin/true"}]}}"#, false),
+            (r#"{"hooks":{"poststop":[]}}"#, false),
+            (r#"{"hooks":{"poststop":[{"path":"/bin/true"}]}}"#, true),
+            ("not json", true),
+        ] {
+            std::fs::write(&config, text).unwrap();
+            assert_eq!(has_poststop_hooks(dir.path()), expected, "{text}");
+        }
     }
 }
