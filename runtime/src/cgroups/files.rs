@@ -110,6 +110,20 @@ const REMOVE_ATTEMPTS: u32 = 5;
 /// An rmdir failing with EBUSY (processes still leaving) is retried. A
 /// directory that is already gone counts as removed.
 pub fn remove_cgroup_tree(dir: &Path) -> Result<(), CgroupError> {
+    // Most cgroups have no children, so rmdir comes first. The directory is
+    // read only when rmdir fails with EBUSY, which the kernel returns for a
+    // cgroup with child cgroups or with processes.
+    match fs::remove_dir(dir) {
+        Ok(()) => return Ok(()),
+        Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(err) if err.raw_os_error() == Some(libc::EBUSY) => {}
+        Err(source) => {
+            return Err(CgroupError::Remove {
+                path: dir.to_path_buf(),
+                source,
+            })
+        }
+    }
     let children = match child_dirs(dir) {
         Ok(children) => children,
         Err(CgroupError::Read { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
