@@ -538,3 +538,34 @@ fn cgroup_joined_by_init_and_exec() {
     hull_integration::host::assert_in_cgroup(exec_pid, &path);
     runtime.delete_force(&id).expect_success();
 }
+
+#[test]
+fn frozen_parent_cgroup_is_rejected() {
+    require_root!();
+    let freezer = std::path::Path::new("/sys/fs/cgroup/freezer");
+    if !freezer.is_dir() {
+        eprintln!("skipped: no v1 freezer hierarchy");
+        return;
+    }
+    let runtime = Runtime::hull();
+    let parent = unique_id("hull-frozen-parent");
+    let parent_dir = freezer.join(&parent);
+    std::fs::create_dir(&parent_dir).unwrap();
+    std::fs::write(parent_dir.join("freezer.state"), "FROZEN").unwrap();
+    let path = format!("/{parent}/child");
+    let mut bundle = Bundle::busybox(&["true"]);
+    bundle.config["linux"]["cgroupsPath"] = json!(path);
+    let id = unique_id("frozen-parent");
+    let output = runtime.create(&id, &bundle);
+    let child_left = parent_dir.join("child").exists();
+    std::fs::write(parent_dir.join("freezer.state"), "THAWED").unwrap();
+    for dir in cgroup_dirs(&parent).iter().rev() {
+        let _ = std::fs::remove_dir(dir.join("child"));
+        let _ = std::fs::remove_dir(dir);
+    }
+    output.expect_code(1);
+    assert!(output.stderr.contains("frozen parent cgroup"), "{output}");
+    assert!(output.stderr.contains(&path), "{output}");
+    assert!(!child_left, "the new cgroup was left behind");
+    assert!(!runtime.state_dir(&id).exists());
+}

@@ -182,6 +182,21 @@ async fn serve_async(flags: &Flags, bundle: &Path) -> Result<(), String> {
         })
         .map_err(|error| error.to_string())?;
     let token = service.shutdown.clone();
+    // SIGTERM and SIGINT stop the servers as Shutdown does, so that the
+    // sockets are removed. The containers keep running.
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .map_err(|error| format!("failed to handle SIGTERM: {error}"))?;
+    let mut interrupt = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+        .map_err(|error| format!("failed to handle SIGINT: {error}"))?;
+    let signalled = token.clone();
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = terminate.recv() => tracing::info!("SIGTERM received, shutting down"),
+            _ = interrupt.recv() => tracing::info!("SIGINT received, shutting down"),
+            _ = signalled.cancelled() => return,
+        }
+        signalled.cancel();
+    });
     let ttrpc_task =
         tokio::spawn(ttrpc.serve_with_shutdown(listener, token.clone().cancelled_owned()));
 

@@ -328,3 +328,26 @@ async fn grpc_unknown_ids_are_not_found() {
         .unwrap_err();
     assert_eq!(empty.code(), Code::InvalidArgument, "{empty}");
 }
+
+#[tokio::test]
+async fn sigterm_removes_sockets() {
+    require_root!();
+    let bundle = tempfile::tempdir().unwrap();
+    let mut shim = ShimServer::start(bundle.path(), &unique_id("sigterm"));
+    let _ = shim.channel().await;
+    let ttrpc = shim.ttrpc_socket().to_path_buf();
+    let grpc = std::path::PathBuf::from(shim.grpc_socket());
+    assert!(ttrpc.exists());
+    assert!(grpc.exists());
+    // SAFETY: kill sends a signal to the shim this test started.
+    assert_eq!(unsafe { libc::kill(shim.pid() as i32, libc::SIGTERM) }, 0);
+    for _ in 0..250 {
+        if !shim.is_running() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(!shim.is_running(), "the shim still runs 5 s after SIGTERM");
+    assert!(!ttrpc.exists(), "{} is left", ttrpc.display());
+    assert!(!grpc.exists(), "{} is left", grpc.display());
+}

@@ -165,6 +165,14 @@ pub fn create_with_console(options: &CreateOptions, console: Option<OwnedFd>) ->
     check_cgroup_use(&cgroup)?;
     cgroup.create(None)?;
     cleanup.cgroup = Some(cgroup.clone());
+    // A new cgroup below a frozen parent starts frozen, and the init would
+    // freeze on joining it.
+    if cgroup.is_frozen().unwrap_or(false) {
+        return Err(Error::Message(format!(
+            "container's cgroup {} is frozen by a frozen parent cgroup: thaw the parent or use another linux.cgroupsPath",
+            cgroup.path
+        )));
+    }
 
     let (parent_channel, child_channel) = sync::pair()?;
     let own_pid_namespace = namespaces.is_new(oci_spec::runtime::LinuxNamespaceType::Pid);
