@@ -358,8 +358,8 @@ fn clear_argument(argument: &str) {
     let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
         return;
     };
-    // Fields after the command name, which may hold spaces, start at the
-    // state, field 3; arg_start and arg_end are fields 48 and 49.
+    // The command name may contain spaces, so fields are counted from the
+    // state, field 3. arg_start and arg_end are fields 48 and 49.
     let Some((_, fields)) = stat.rsplit_once(") ") else {
         return;
     };
@@ -371,11 +371,13 @@ fn clear_argument(argument: &str) {
     if start == 0 || end <= start {
         return;
     }
+
     // SAFETY: [arg_start, arg_end) is this process's argument memory on
     // its initial stack, mapped and writable for the life of the process.
     // The arguments were parsed before the fork, and the bytes written are
     // NULs within that range.
     let memory = unsafe { std::slice::from_raw_parts_mut(start as *mut u8, end - start) };
+
     let mut offset = 0;
     while offset < memory.len() {
         let length = memory[offset..]
@@ -401,7 +403,7 @@ fn detach(listeners: Listeners<'_>) -> std::io::Result<()> {
             Ok(rc)
         }
     };
-    // SAFETY: plain syscalls on descriptors this process owns; the
+    // SAFETY: plain syscalls on descriptors this process owns. The
     // listeners' originals are closed once copied and never used again.
     unsafe {
         check(libc::setsid())?;

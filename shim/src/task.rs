@@ -592,7 +592,7 @@ mod tests {
     use super::has_poststop_hooks;
 
     #[test]
-    fn poststop_hooks_are_found_and_unreadable_configs_count_as_hooks() {
+    fn poststop_hook_detection() {
         let dir = tempfile::tempdir().unwrap();
         let config = dir.path().join("config.json");
         assert!(has_poststop_hooks(dir.path()), "a missing config counts");

@@ -38,10 +38,10 @@ pub enum Forked {
 }
 
 /// Forks the calling process into the namespaces of `flags`, as fork(2)
-/// does. With `cgroup`, a cgroup2 directory, the child starts in it when
-/// the kernel allows (clone3 with `CLONE_INTO_CGROUP`); a clone3 that
-/// fails, as on kernels before 5.7 or under a seccomp filter that denies
-/// it, is followed by a plain clone outside that cgroup.
+/// does. With `cgroup`, a cgroup2 directory, the child starts in it
+/// through clone3 with `CLONE_INTO_CGROUP`. When clone3 fails, as before
+/// Linux 5.7 or under a seccomp filter that denies it, a plain clone
+/// starts the child outside that cgroup.
 pub fn fork_into(flags: CloneFlags, cgroup: Option<BorrowedFd<'_>>) -> nix::Result<Forked> {
     if let Some(cgroup) = cgroup {
         let args = CloneArgs {
